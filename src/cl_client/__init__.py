@@ -1,0 +1,1 @@
+"""cl-client: async client for the CL Server compute service."""

@@ -1,0 +1,169 @@
+"""Client settings: every URL, topic, path and timing knob, with the real server's defaults.
+
+The library reads no environment variables by itself; ``ClientSettings.from_env()`` exists for
+applications (and the tests) that want to.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["ClientSettings", "MqttEndpoint", "parse_mqtt_url"]
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """Where the MQTT broker is: parsed from ``mqtt://host:port`` or ``mqtts://host:port``."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL, without credentials (safe to log)."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"MqttEndpoint({self.url!r})"
+
+
+def parse_mqtt_url(url: str) -> MqttEndpoint:
+    """Parse ``mqtt://[user:pass@]host[:port]`` (default port 1883) or ``mqtts://`` (8883, TLS).
+
+    A bare ``host:port`` or ``host`` is taken as ``mqtt://``.
+    """
+    text = url.strip()
+    if "://" not in text:
+        text = f"mqtt://{text}"
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(
+            f"unsupported MQTT URL scheme {parts.scheme!r} in {url!r}: use mqtt://host:port "
+            "or mqtts://host:port"
+        )
+    if not parts.hostname:
+        raise ValueError(f"MQTT URL {url!r} has no host: use mqtt://host:port")
+    tls = scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"MQTT URL {url!r} has an invalid port: {exc}") from None
+    return MqttEndpoint(
+        host=parts.hostname,
+        port=port if port is not None else (8883 if tls else 1883),
+        tls=tls,
+        username=parts.username,
+        password=parts.password,
+    )
+
+
+class ClientSettings(BaseModel):
+    """Everything ComputeClient needs to know about the server it talks to.
+
+    Defaults are those of the real CL Server (``PROTOCOL.md`` §0.1, §5.3).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ENV_VARS: ClassVar[Mapping[str, str]] = {
+        "compute_url": "COMPUTE_URL",
+        "mqtt_url": "MQTT_URL",
+        "job_events_topic": "MQTT_TOPIC",
+        "worker_topic_prefix": "CAPABILITY_TOPIC_PREFIX",
+    }
+
+    compute_url: str = "http://localhost:8002"
+    mqtt_url: str = "mqtt://localhost:1883"
+
+    # MQTT topics
+    job_events_topic: str = "inference/events"
+    job_status_topic: str | None = Field(
+        default=None,
+        description="Per-job topic pattern carrying a whole JobResponse (older servers), "
+        "for example 'inference/job_status/{job_id}'. None: not subscribed.",
+    )
+    worker_topic_prefix: str = "inference/workers"
+
+    # HTTP endpoint paths
+    root_path: str = "/"
+    capabilities_path: str = "/capabilities"
+    submit_path: str = "/jobs/{task_type}"
+    job_path: str = "/jobs/{job_id}"
+    job_file_path: str = "/jobs/{job_id}/files/{file_path}"
+    admin_config_paths: tuple[str, ...] = ("/admin/config", "/admin/pref")
+    admin_storage_path: str = "/admin/jobs/storage/size"
+    admin_cleanup_path: str = "/admin/jobs/cleanup"
+
+    # timing (seconds)
+    http_timeout: float = Field(default=30.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    mqtt_keepalive: int = Field(default=60, ge=5)
+    reconnect_initial_delay: float = Field(default=0.2, gt=0)
+    reconnect_max_delay: float = Field(default=30.0, gt=0)
+    poll_interval: float = Field(default=0.5, gt=0)
+    poll_backoff: float = Field(default=1.5, ge=1.0)
+    poll_max_interval: float = Field(default=10.0, gt=0)
+    reconcile_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a watched, unfinished job with no news is checked over HTTP. "
+        "The real server publishes no MQTT event when a job fails.",
+    )
+    reconcile_concurrency: int = Field(default=16, ge=1)
+    worker_ttl: float = Field(
+        default=90.0,
+        gt=0,
+        description="A worker with no capability message for this long is considered gone.",
+    )
+    job_cache_size: int = Field(default=10_000, ge=1)
+    callback_queue_size: int = Field(default=1_000, ge=1)
+
+    @field_validator("compute_url")
+    @classmethod
+    def _check_compute_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"compute_url must be http(s)://host:port, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parse_mqtt_url(value)
+        return value
+
+    @property
+    def mqtt(self) -> MqttEndpoint:
+        """The parsed MQTT URL."""
+        return parse_mqtt_url(self.mqtt_url)
+
+    def worker_topic(self, worker_id: str = "+") -> str:
+        """The capability topic of one worker, or the wildcard for all of them."""
+        return f"{self.worker_topic_prefix.rstrip('/')}/{worker_id}"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> ClientSettings:
+        """Settings from COMPUTE_URL, MQTT_URL, MQTT_TOPIC and CAPABILITY_TOPIC_PREFIX.
+
+        Keyword arguments win over the environment; unset variables keep the defaults.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            field: env[var] for field, var in cls.ENV_VARS.items() if env.get(var)
+        }
+        values.update(overrides)
+        return cls.model_validate(values)

@@ -1,0 +1,1 @@
+"""Local CL Server services and pytest fixtures for testing without a real server."""

@@ -1,0 +1,1 @@
+"""pytest plugin: fixtures for a running local compute service."""
