@@ -3,9 +3,10 @@
 ::
 
     ClClientError
+    ├── ClientClosedError              the ComputeClient is not open (or closed during a call)
     ├── TransportError                 the server or broker could not be reached / connection lost
     │   └── MqttError                  MQTT connect, subscribe or publish failed
-    ├── ApiError                       the server answered with an error status (.status_code, .detail)
+    ├── ApiError                       the server answered an error status (.status_code, .detail)
     │   ├── BadRequestError            400
     │   ├── AuthenticationError        401 (also: bad credentials, session expired)
     │   │   └── SessionExpiredError    the token expired and no credentials are held to log in again
@@ -26,7 +27,7 @@ Every exception the library raises on purpose is a ClClientError; none shadows a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httpx
 from pydantic import JsonValue
@@ -39,6 +40,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClClientError",
+    "ClientClosedError",
     "DownloadError",
     "JobFailedError",
     "JobTimeoutError",
@@ -58,6 +60,10 @@ __all__ = [
 
 class ClClientError(Exception):
     """Base class of every error cl-client raises on purpose."""
+
+
+class ClientClosedError(ClClientError):
+    """The ComputeClient is not open, or was closed while a call was waiting."""
 
 
 class TransportError(ClClientError):
@@ -202,7 +208,7 @@ def error_from_response(response: httpx.Response) -> ApiError:
     """
     detail: JsonValue
     try:
-        body: JsonValue = response.json()
+        body = cast(JsonValue, response.json())
     except ValueError:
         detail = response.text or response.reason_phrase
     else:

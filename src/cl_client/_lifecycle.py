@@ -25,7 +25,7 @@ _UNKNOWN_RANK = 1
 
 
 def canonical_status(status: str) -> str:
-    """The real server's name for a status (``in_progress`` -> ``processing``, ``failed`` -> ``error``)."""
+    """Canonical status name (``in_progress``: ``processing``; ``failed``: ``error``)."""
     lowered = status.lower()
     return _CANONICAL.get(lowered, lowered)
 

@@ -174,7 +174,7 @@ class ServerInfo(_Model):
 
     @property
     def auth_required(self) -> bool:
-        """Whether compute requires a token: ``auth_required`` if sent, else ``guestMode == "off"``."""
+        """Whether compute requires a token: ``auth_required`` if sent, else guestMode "off"."""
         if self.auth_required_flag is not None:
             return self.auth_required_flag
         if self.guest_mode is not None:

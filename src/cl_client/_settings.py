@@ -87,6 +87,11 @@ class ClientSettings(BaseModel):
     compute_url: str = "http://localhost:8002"
     mqtt_url: str = "mqtt://localhost:1883"
 
+    mqtt_enabled: bool = Field(
+        default=True,
+        description="Follow jobs and workers over MQTT. False: HTTP polling only (the fallback).",
+    )
+
     # MQTT topics
     job_events_topic: str = "inference/events"
     job_status_topic: str | None = Field(

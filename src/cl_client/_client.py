@@ -1,0 +1,629 @@
+"""ComputeClient: one task group, REST to the compute service, job and worker streams over MQTT."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Literal, Self
+
+import anyio
+import anyio.abc
+import httpx
+
+from ._backoff import Backoff
+from ._callbacks import CallbackSubscription, OnComplete, OnProgress
+from ._errors import (
+    ApiError,
+    ClClientError,
+    ClientClosedError,
+    DownloadError,
+    JobFailedError,
+    JobTimeoutError,
+    MqttError,
+    NotFoundError,
+    ProtocolError,
+    TransportError,
+    WorkerUnavailableError,
+)
+from ._groups import unwrap_group
+from ._http import ComputeHttp, FormValue, safe_join
+from ._hub import HubStats, JobHub
+from ._models import (
+    CapabilitiesResponse,
+    CleanupResult,
+    ComputeConfig,
+    JobCreated,
+    JobResponse,
+    JobUpdate,
+    ServerInfo,
+    StorageInfo,
+    WorkerInfo,
+)
+from ._mqtt import MqttMessage, connect_mqtt
+from ._payloads import decode_job_event, decode_job_status, decode_worker, topic_tail
+from ._settings import ClientSettings
+from ._watch import JobWatch
+from ._workers import WorkerRegistry, WorkerWatch
+from .auth import AuthProvider, NoAuthProvider
+
+__all__ = ["ClientStats", "ComputeClient"]
+
+logger = logging.getLogger("cl_client")
+
+_CLOSE_TIMEOUT = 5.0
+
+
+@dataclass
+class ClientStats:
+    """Counters for monitoring; read ``client.stats``."""
+
+    hub: HubStats
+    mqtt_messages: int = 0
+    malformed_messages: int = 0
+    reconnects: int = 0
+    reconciled: int = 0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ComputeClient:
+    """Async client of the CL Server compute service.
+
+    ::
+
+        async with ComputeClient(compute_url="http://host:8002", mqtt_url="mqtt://host:1883") as c:
+            created = await c.submit("hash", "photo.jpg", {"algorithm": "md5"})
+            async for update in c.watch(created.job_id):
+                print(update.status, update.progress)
+
+    Entering connects: it checks the server (``GET /``) and subscribes to the job events and
+    worker capability topics before returning, so a server or broker that is down fails here
+    with an error naming the URL. Everything in the background (the MQTT reader and its
+    reconnects, the HTTP reconciler, callback drainers, worker ageing) runs in the one task group
+    the client owns, and stops when the ``async with`` block ends.
+
+    Args:
+        settings: A :class:`ClientSettings`; keyword ``overrides`` are applied on top of it (or
+            on top of the defaults when no settings are given).
+        auth: Where request headers come from (default: no authentication).
+        http_client: An ``httpx.AsyncClient`` to use instead of creating one (not closed by us).
+        mqtt_backend: ``"auto"`` (aiomqtt on asyncio, paho-mqtt on trio), or force one.
+        check_server: Call ``GET /`` when entering (default True).
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        *,
+        auth: AuthProvider | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        mqtt_backend: Literal["auto", "aiomqtt", "paho"] = "auto",
+        check_server: bool = True,
+        **overrides: object,
+    ) -> None:
+        if settings is None:
+            settings = ClientSettings.model_validate(overrides)
+        elif overrides:
+            settings = ClientSettings.model_validate({**settings.model_dump(), **overrides})
+        self.settings = settings
+        self.auth: AuthProvider = auth if auth is not None else NoAuthProvider()
+        self._external_http = http_client
+        self._mqtt_backend: Literal["auto", "aiomqtt", "paho"] = mqtt_backend
+        self._check_server = check_server
+        self._hub = JobHub(settings.job_cache_size)
+        self._registry = WorkerRegistry(settings.worker_ttl)
+        self._subscriptions: dict[str, CallbackSubscription] = {}
+        self._worker_watches: list[WorkerWatch] = []
+        self._urgent: set[str] = set()
+        self._wakeup: anyio.Event | None = None
+        self._stack: AsyncExitStack | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._http_layer: ComputeHttp | None = None
+        self._server_info: ServerInfo | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+        self.mqtt_connected = False
+        """Whether the MQTT feed is connected right now."""
+        self.stats = ClientStats(hub=self._hub.stats)
+
+    def __repr__(self) -> str:
+        return (
+            f"ComputeClient(compute_url={self.settings.compute_url!r}, "
+            f"mqtt_url={self.settings.mqtt.url!r}, auth={self.auth!r}, state={self._state!r})"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError("a ComputeClient can be entered only once; create a new one")
+        self._state = "open"
+        stack = self._stack = AsyncExitStack()
+        try:
+            http = self._external_http
+            if http is None:
+                timeout = httpx.Timeout(
+                    self.settings.http_timeout, connect=self.settings.connect_timeout
+                )
+                http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
+            self._http_layer = ComputeHttp(self.settings, self.auth, http)
+            if self._check_server:
+                self._server_info = await self._http_layer.server_info()
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            if self.settings.mqtt_enabled:
+                await self._tg.start(self._run_feed)
+            self._tg.start_soon(self._reconcile_loop)
+            if self.settings.mqtt_enabled:
+                self._tg.start_soon(self._age_workers_loop)
+        except BaseException as exc:
+            self._state = "closed"
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await stack.aclose()
+                except BaseException as close_exc:  # pragma: no cover - secondary failure
+                    logger.debug("error while cleaning up a failed connect: %r", close_exc)
+            raise unwrap_group(exc) from None
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose(exc_type, exc, tb)
+
+    async def aclose(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        """Stop every background task and end every watch and subscription (idempotent)."""
+        if self._state != "open":
+            self._state = "closed"
+            return
+        self._state = "closed"
+        closed = ClientClosedError("the ComputeClient was closed")
+        self._hub.fail_all(closed)
+        for sub in list(self._subscriptions.values()):
+            sub.cancel()
+        self._subscriptions.clear()
+        for watch in list(self._worker_watches):
+            watch.close()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        stack = self._stack
+        assert stack is not None
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
+                await stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            raise unwrap_group(group) from None
+
+    @property
+    def _http(self) -> ComputeHttp:
+        if self._state != "open" or self._http_layer is None:
+            raise ClientClosedError(
+                "the ComputeClient is not open: use it as `async with ComputeClient(...) as client`"
+            )
+        return self._http_layer
+
+    # -- MQTT feed ---------------------------------------------------------------------------
+    def _topics(self) -> list[str]:
+        topics = [self.settings.job_events_topic, self.settings.worker_topic("+")]
+        if self.settings.job_status_topic:
+            topics.append(self.settings.job_status_topic.replace("{job_id}", "+"))
+        return topics
+
+    async def _run_feed(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        settings = self.settings
+        backoff = Backoff(settings.reconnect_initial_delay, settings.reconnect_max_delay)
+        started = False
+        client_prefix = f"cl-client-{uuid.uuid4().hex[:12]}"
+        while True:
+            try:
+                async with connect_mqtt(
+                    settings.mqtt,
+                    client_id=client_prefix,
+                    keepalive=settings.mqtt_keepalive,
+                    connect_timeout=settings.connect_timeout,
+                    backend=self._mqtt_backend,
+                ) as conn:
+                    await conn.subscribe(*self._topics(), qos=1)
+                    self.mqtt_connected = True
+                    if started:
+                        logger.info(
+                            "MQTT reconnected to %s; reconciling watched jobs", settings.mqtt.url
+                        )
+                        self._urgent.update(self._hub.watched())
+                        self._wake_reconciler()
+                    else:
+                        started = True
+                        task_status.started()
+                    backoff.reset()
+                    async for message in conn.messages():
+                        self._on_message(message)
+                    raise MqttError(f"MQTT connection to {settings.mqtt.url} closed")
+            except MqttError as exc:
+                self.mqtt_connected = False
+                if not started:
+                    raise
+                self.stats.reconnects += 1
+                delay = backoff.next_delay()
+                logger.warning("MQTT feed lost (%s); reconnecting in %.2f s", exc, delay)
+                await anyio.sleep(delay)
+
+    def _on_message(self, message: MqttMessage) -> None:
+        self.stats.mqtt_messages += 1
+        settings = self.settings
+        topic = message.topic
+        try:
+            if topic == settings.job_events_topic:
+                self._hub.publish(decode_job_event(message.payload), anyio.current_time())
+            elif (worker_id := topic_tail(topic, settings.worker_topic_prefix)) is not None:
+                info = decode_worker(worker_id, message.payload)
+                self._registry.apply(worker_id, info, retained=message.retain, now_ms=_now_ms())
+            elif settings.job_status_topic and self._is_status_topic(topic):
+                self._hub.publish(decode_job_status(message.payload), anyio.current_time())
+        except ProtocolError as exc:
+            self.stats.malformed_messages += 1
+            logger.warning("ignored a malformed message on %s: %s", topic, exc)
+
+    def _is_status_topic(self, topic: str) -> bool:
+        pattern = self.settings.job_status_topic or ""
+        head, _, tail = pattern.partition("{job_id}")
+        return (
+            topic.startswith(head) and topic.endswith(tail) and len(topic) > len(head) + len(tail)
+        )
+
+    # -- reconciliation ----------------------------------------------------------------------
+    def _wake_reconciler(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _request_reconcile(self, job_id: str) -> None:
+        self._urgent.add(job_id)
+        self._wake_reconciler()
+
+    def _reconcile_interval(self) -> float:
+        s = self.settings
+        return s.reconcile_interval if s.mqtt_enabled else s.poll_interval
+
+    async def _reconcile_loop(self) -> None:
+        interval = self._reconcile_interval()
+        tick = min(1.0, interval / 2)
+        while True:
+            self._wakeup = anyio.Event()
+            with anyio.move_on_after(tick):
+                await self._wakeup.wait()
+            job_ids = set(self._urgent)
+            self._urgent.clear()
+            job_ids.update(self._hub.due(anyio.current_time(), interval))
+            if job_ids:
+                await self._reconcile(list(job_ids))
+
+    async def _reconcile(self, job_ids: list[str]) -> None:
+        async def worker() -> None:
+            while job_ids:
+                await self._reconcile_one(job_ids.pop())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(self.settings.reconcile_concurrency, len(job_ids))):
+                tg.start_soon(worker)
+
+    async def _reconcile_one(self, job_id: str) -> None:
+        if self._hub.subscriber_count(job_id) == 0:
+            return
+        self.stats.reconciled += 1
+        try:
+            job = await self._http.get_job(job_id)
+        except NotFoundError as exc:
+            self._hub.fail(job_id, exc)
+            return
+        except (TransportError, ApiError, ProtocolError) as exc:
+            logger.debug("reconciling job %s failed: %s", job_id, exc)
+            self._hub.touch(job_id, anyio.current_time())
+            return
+        self._hub.publish(JobUpdate.from_job(job), anyio.current_time())
+
+    async def _age_workers_loop(self) -> None:
+        period = min(self.settings.worker_ttl / 3, 5.0)
+        while True:
+            await anyio.sleep(period)
+            for worker_id in self._registry.prune(_now_ms()):
+                logger.info(
+                    "worker %s aged out (no capability message for %s s)",
+                    worker_id,
+                    self.settings.worker_ttl,
+                )
+
+    # -- REST --------------------------------------------------------------------------------
+    @property
+    def server(self) -> ServerInfo | None:
+        """What ``GET /`` said when the client connected (None with ``check_server=False``)."""
+        return self._server_info
+
+    async def server_info(self) -> ServerInfo:
+        """``GET /``: health and auth mode (``info.auth_required``)."""
+        return await self._http.server_info()
+
+    async def get_capabilities(self) -> CapabilitiesResponse:
+        """``GET /capabilities``: idle worker counts per capability (may lag after a restart)."""
+        return await self._http.capabilities()
+
+    async def get_job(self, job_id: str) -> JobResponse:
+        """``GET /jobs/{job_id}``. Raises NotFoundError for an unknown job."""
+        job = await self._http.get_job(job_id)
+        self._hub.publish(JobUpdate.from_job(job), anyio.current_time())
+        return job
+
+    async def delete_job(self, job_id: str) -> None:
+        """``DELETE /jobs/{job_id}``: remove the job and its files.
+
+        Watches and subscriptions of the job end (with NotFoundError).
+        """
+        await self._http.delete_job(job_id)
+        self._hub.fail(job_id, NotFoundError(f"job {job_id} was deleted", status_code=404))
+
+    async def submit(
+        self,
+        task_type: str,
+        file: str | os.PathLike[str],
+        params: Mapping[str, FormValue] | None = None,
+        *,
+        priority: int = 5,
+    ) -> JobCreated:
+        """Upload ``file`` (streamed from disk) to ``POST /jobs/{task_type}`` with form ``params``.
+
+        None values are left out; booleans are sent as ``true``/``false``. The job's state is
+        cached at once, so a watch or subscription made right after sees everything.
+        """
+        created = await self._http.submit(task_type, file, params, priority)
+        self._hub.publish(
+            JobUpdate(job_id=created.job_id, status=created.status, source="submit"),
+            anyio.current_time(),
+        )
+        return created
+
+    async def download_job_file(
+        self,
+        job_id: str,
+        file_path: str,
+        dest: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+    ) -> Path:
+        """Download ``/jobs/{job_id}/files/{file_path}`` to ``dest``.
+
+        ``dest`` is a file path, or an existing directory (the file keeps its base name). The
+        data streams into a temporary file beside the target, renamed into place when complete;
+        an existing target is kept unless ``overwrite``.
+        """
+        relative = PurePosixPath(file_path.strip("/"))
+        if ".." in relative.parts or not relative.parts:
+            raise DownloadError(
+                f"invalid job file path {file_path!r}: it must be relative, without '..'"
+            )
+        target = Path(dest)
+        if await anyio.Path(target).is_dir():
+            target = safe_join(target, relative.name)
+        return await self._http.download(job_id, str(relative), target, overwrite=overwrite)
+
+    async def download_job_files(
+        self,
+        job_id: str,
+        file_paths: Iterable[str],
+        directory: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+    ) -> list[Path]:
+        """Download several job files into ``directory``, keeping their relative paths.
+
+        A path that would land outside ``directory`` is refused before anything is fetched.
+        """
+        root = Path(directory)
+        targets = [(path, safe_join(root, path)) for path in file_paths]
+        return [
+            await self._http.download(job_id, path, target, overwrite=overwrite)
+            for path, target in targets
+        ]
+
+    # -- admin -------------------------------------------------------------------------------
+    async def get_config(self) -> ComputeConfig:
+        """Admin: the compute config (``/admin/config``, or ``/admin/pref`` on newer servers)."""
+        return await self._http.get_config()
+
+    async def set_guest_mode(self, enabled: bool) -> ComputeConfig:
+        """Admin: switch guest mode on (no auth) or off (tokens required)."""
+        return await self._http.set_guest_mode(enabled)
+
+    async def storage_info(self) -> StorageInfo:
+        """Admin: total size and count of job directories."""
+        return await self._http.storage()
+
+    async def cleanup(self, days: int = 7) -> CleanupResult:
+        """Admin: delete jobs older than ``days``."""
+        return await self._http.cleanup(days)
+
+    # -- job updates: iterator, callbacks, waiting ---------------------------------------------
+    def watch(self, job_id: str) -> JobWatch:
+        """Follow one job: an async iterator (and async context manager) of JobUpdate.
+
+        Registered immediately, primed with the job's latest known state, ending after the
+        terminal update (``completed`` or ``error``). A job that fails without an MQTT event is
+        still ended, by HTTP reconciliation, within ``settings.reconcile_interval``.
+        """
+        self._require_open()
+        return JobWatch(
+            self._hub, job_id, now=anyio.current_time(), on_unknown=self._request_reconcile
+        )
+
+    def subscribe_job_updates(
+        self,
+        job_id: str,
+        on_progress: OnProgress | None = None,
+        on_complete: OnComplete | None = None,
+    ) -> str:
+        """Call ``on_progress(update)`` for every update (as ``watch`` yields them) and
+        ``on_complete(job)`` once with the final JobResponse. Callables may be sync or async;
+        one that raises is logged and harms nobody else. Returns a subscription id for
+        :meth:`unsubscribe`. The subscription ends by itself after the terminal update.
+        """
+        self._require_open()
+        subscription_id = uuid.uuid4().hex
+        subscription = CallbackSubscription(
+            subscription_id,
+            job_id,
+            on_progress=on_progress,
+            on_complete=on_complete,
+            spawn=self._start_task,
+            resolve=self._final_job,
+            finished=self._subscription_finished,
+            max_pending=self.settings.callback_queue_size,
+        )
+        self._subscriptions[subscription_id] = subscription
+        if self._hub.add(job_id, subscription, anyio.current_time()) is None:
+            self._request_reconcile(job_id)
+        return subscription_id
+
+    def unsubscribe(self, subscription_id: str) -> bool:
+        """Stop a subscription. Returns False if it was unknown or already finished."""
+        subscription = self._subscriptions.pop(subscription_id, None)
+        if subscription is None:
+            return False
+        subscription.cancel()
+        self._hub.remove(subscription.job_id, subscription)
+        return True
+
+    def _subscription_finished(self, subscription: CallbackSubscription) -> None:
+        self._subscriptions.pop(subscription.subscription_id, None)
+        self._hub.remove(subscription.job_id, subscription)
+
+    def _start_task(self, fn: Callable[[], Coroutine[object, object, None]]) -> None:
+        if self._tg is not None and self._state == "open":
+            self._tg.start_soon(fn)
+
+    async def _final_job(self, update: JobUpdate) -> JobResponse:
+        if update.job is not None:
+            return update.job
+        cached = self._hub.latest(update.job_id)
+        if cached is not None and cached.job is not None and cached.is_terminal:
+            return cached.job
+        try:
+            job = await self._http.get_job(update.job_id)
+        except ClClientError as exc:
+            logger.warning("could not fetch the final state of job %s: %s", update.job_id, exc)
+            return JobResponse(job_id=update.job_id, status=update.status, progress=update.progress)
+        self._hub.publish(JobUpdate.from_job(job), anyio.current_time())
+        return job
+
+    async def wait(self, job_id: str, *, raise_on_error: bool = True) -> JobResponse:
+        """Wait for the job to finish and return its final JobResponse (fetched over HTTP).
+
+        Raises JobFailedError if it ended in ``error`` (unless ``raise_on_error=False``).
+        Put a deadline around it with ``anyio.fail_after``.
+        """
+        async with self.watch(job_id) as watch:
+            async for update in watch:
+                if update.is_terminal:
+                    job = await self._final_job(update)
+                    if job.is_failed and raise_on_error:
+                        raise JobFailedError(job)
+                    return job
+        raise ClientClosedError(f"stopped waiting for job {job_id}: the client was closed")
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        poll_interval: float | None = None,
+        timeout: float | None = None,
+        *,
+        raise_on_error: bool = True,
+    ) -> JobResponse:
+        """Poll ``GET /jobs/{job_id}`` with exponential backoff until the job finishes.
+
+        The secondary workflow, for when MQTT is not wanted. Raises JobTimeoutError after
+        ``timeout`` seconds and JobFailedError if the job ended in ``error``.
+        """
+        settings = self.settings
+        interval = poll_interval if poll_interval is not None else settings.poll_interval
+        last_status: str | None = None
+        with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+            while True:
+                job = await self.get_job(job_id)
+                last_status = job.status
+                if job.is_terminal:
+                    if job.is_failed and raise_on_error:
+                        raise JobFailedError(job)
+                    return job
+                await anyio.sleep(interval)
+                interval = min(interval * settings.poll_backoff, settings.poll_max_interval)
+        assert timeout is not None
+        raise JobTimeoutError(job_id, timeout, last_status)
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise ClientClosedError(
+                "the ComputeClient is not open: use it as `async with ComputeClient(...) as client`"
+            )
+
+    # -- workers -----------------------------------------------------------------------------
+    @property
+    def workers(self) -> dict[str, WorkerInfo]:
+        """A snapshot of the live workers, by worker id."""
+        return self._registry.workers
+
+    def watch_workers(self) -> WorkerWatch:
+        """Worker changes as WorkerEvent: one per known worker first, then each change
+        (``event.info`` None when a worker leaves or ages out)."""
+        self._require_open()
+        watch = WorkerWatch(self._registry, self.settings.callback_queue_size)
+        self._worker_watches.append(watch)
+        return watch
+
+    async def wait_for_workers(
+        self, capabilities: Iterable[str], *, timeout: float = 30.0
+    ) -> dict[str, WorkerInfo]:
+        """Wait until live workers together offer every capability in ``capabilities``.
+
+        Raises WorkerUnavailableError naming what is missing and what is available.
+        """
+        needed = list(capabilities)
+        self._require_open()
+        if not self.settings.mqtt_enabled:
+            return await self._poll_for_workers(needed, timeout)
+        with anyio.move_on_after(timeout):
+            while self._registry.missing(needed):
+                await self._registry.wait_changed()
+            return self._registry.workers
+        raise WorkerUnavailableError(
+            self._registry.missing(needed), sorted(self._registry.capabilities())
+        )
+
+    async def _poll_for_workers(self, needed: list[str], timeout: float) -> dict[str, WorkerInfo]:
+        # Without MQTT, GET /capabilities is all there is (a busy worker's capability maps to 0
+        # but is still listed). Worker ids are not known, so the result is empty.
+        available: set[str] = set()
+        interval = self.settings.poll_interval
+        with anyio.move_on_after(timeout):
+            while True:
+                available = set((await self._http.capabilities()).capabilities)
+                if all(cap in available for cap in needed):
+                    return {}
+                await anyio.sleep(interval)
+                interval = min(
+                    interval * self.settings.poll_backoff, self.settings.poll_max_interval
+                )
+        raise WorkerUnavailableError([c for c in needed if c not in available], sorted(available))

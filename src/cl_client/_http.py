@@ -1,0 +1,259 @@
+"""REST calls to the compute service: auth headers, error mapping, streamed upload and download."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, TypeVar, cast
+from urllib.parse import quote
+
+import anyio
+import httpx
+from pydantic import BaseModel, JsonValue, ValidationError
+
+from ._errors import (
+    ApiError,
+    DownloadError,
+    NotFoundError,
+    ParameterError,
+    ProtocolError,
+    TransportError,
+    error_from_response,
+)
+from ._models import (
+    CapabilitiesResponse,
+    CleanupResult,
+    ComputeConfig,
+    JobCreated,
+    JobResponse,
+    ServerInfo,
+    StorageInfo,
+)
+from ._settings import ClientSettings
+from .auth import AuthProvider
+
+__all__ = ["ComputeHttp", "FormValue", "safe_join"]
+
+logger = logging.getLogger("cl_client")
+
+FormValue = str | int | float | bool | None
+_IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
+_CHUNK = 64 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+
+def safe_join(directory: Path, relative: str) -> Path:
+    """``directory / relative``, refusing any path that would land outside ``directory``."""
+    rel = PurePosixPath(relative.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or str(rel) == ".":
+        raise DownloadError(
+            f"refusing to write {relative!r}: the path must be relative and stay inside "
+            f"{str(directory)!r}"
+        )
+    target = (directory / Path(*rel.parts)).resolve()
+    root = directory.resolve()
+    if not target.is_relative_to(root):
+        raise DownloadError(f"refusing to write {relative!r} outside {str(directory)!r}")
+    return target
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _form_text(value: FormValue) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class ComputeHttp:
+    """Thin REST layer. Every method raises a :class:`~cl_client.ClClientError` on failure."""
+
+    def __init__(
+        self, settings: ClientSettings, auth: AuthProvider, client: httpx.AsyncClient
+    ) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.client = client
+
+    def path(self, template: str, **values: str) -> str:
+        return template.format(**{k: quote(v, safe="") for k, v in values.items()})
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        data: Mapping[str, str] | None = None,
+        files: Mapping[str, tuple[str, BinaryIO]] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send a request with auth headers; map errors. With ``stream``, the caller closes it."""
+        url = f"{self.settings.compute_url}{path}"
+        retried = False
+        while True:
+            headers = await self.auth.get_headers()
+            request = self.client.build_request(
+                method, url, params=params, data=data, files=files, headers=headers
+            )
+            try:
+                response = await self.client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise TransportError(
+                    f"{method} {url} failed: {type(exc).__name__}: {exc or 'no detail'} "
+                    f"(is the compute service running at {self.settings.compute_url}?)"
+                ) from exc
+            if response.status_code < 400:
+                if not stream:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                return response
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            if (
+                response.status_code == 401
+                and not retried
+                and method in _IDEMPOTENT
+                and await self.auth.handle_unauthorized()
+            ):
+                retried = True
+                continue
+            raise error_from_response(response)
+
+    async def get_model(self, model: type[M], path: str, **kw: str | int) -> M:
+        response = await self.send("GET", path, params=kw or None)
+        return _parse(model, response)
+
+    # -- jobs --------------------------------------------------------------------------------
+    async def submit(
+        self,
+        task_type: str,
+        file: str | os.PathLike[str],
+        params: Mapping[str, FormValue] | None,
+        priority: int,
+    ) -> JobCreated:
+        if not 0 <= priority <= 10:
+            raise ParameterError(f"priority must be an integer from 0 to 10, got {priority!r}")
+        source = Path(file)
+        if not await anyio.Path(source).is_file():
+            exists = await anyio.Path(source).exists()
+            raise ParameterError(
+                f"cannot upload {str(source)!r}: "
+                + ("it is not a regular file" if exists else "no such file")
+            )
+        form = {k: t for k, v in (params or {}).items() if (t := _form_text(v)) is not None}
+        form["priority"] = str(priority)
+        try:
+            handle = await anyio.to_thread.run_sync(_open_binary, source)
+        except OSError as exc:
+            raise ParameterError(f"cannot read {str(source)!r}: {exc.strerror}") from None
+        with handle:
+            path = self.path(self.settings.submit_path, task_type=task_type)
+            response = await self.send(
+                "POST", path, data=form, files={"file": (source.name, handle)}
+            )
+        return _parse(JobCreated, response)
+
+    async def get_job(self, job_id: str) -> JobResponse:
+        return await self.get_model(JobResponse, self.path(self.settings.job_path, job_id=job_id))
+
+    async def delete_job(self, job_id: str) -> None:
+        await self.send("DELETE", self.path(self.settings.job_path, job_id=job_id))
+
+    async def download(
+        self, job_id: str, file_path: str, target: Path, *, overwrite: bool = False
+    ) -> Path:
+        """Stream a job file into ``target`` via a temporary file renamed into place."""
+        existing = anyio.Path(target)
+        if await existing.exists():
+            if not overwrite:
+                raise DownloadError(
+                    f"{str(target)!r} already exists; pass overwrite=True to replace it"
+                )
+            if not await existing.is_file():
+                raise DownloadError(f"{str(target)!r} exists and is not a regular file")
+        encoded = "/".join(quote(part, safe="") for part in file_path.strip("/").split("/"))
+        url_path = self.settings.job_file_path.format(
+            job_id=quote(job_id, safe=""), file_path=encoded
+        )
+        await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.part-{os.getpid()}-{id(target):x}")
+        response = await self.send("GET", url_path, stream=True)
+        try:
+            async with await anyio.open_file(partial, "wb") as out:
+                async for chunk in response.aiter_bytes(_CHUNK):
+                    await out.write(chunk)
+            await anyio.Path(partial).replace(target)
+        except httpx.TransportError as exc:
+            raise TransportError(
+                f"download of {file_path!r} for job {job_id} failed: {exc}"
+            ) from exc
+        finally:
+            await response.aclose()
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(partial).unlink(missing_ok=True)
+        return target
+
+    # -- service -----------------------------------------------------------------------------
+    async def server_info(self) -> ServerInfo:
+        return await self.get_model(ServerInfo, self.settings.root_path)
+
+    async def capabilities(self) -> CapabilitiesResponse:
+        return await self.get_model(CapabilitiesResponse, self.settings.capabilities_path)
+
+    async def storage(self) -> StorageInfo:
+        return await self.get_model(StorageInfo, self.settings.admin_storage_path)
+
+    async def cleanup(self, days: int) -> CleanupResult:
+        if days < 0:
+            raise ParameterError(f"days must be 0 or more, got {days}")
+        response = await self.send(
+            "DELETE", self.settings.admin_cleanup_path, params={"days": days}
+        )
+        return _parse(CleanupResult, response)
+
+    async def get_config(self) -> ComputeConfig:
+        last: ApiError | None = None
+        for path in self.settings.admin_config_paths:
+            try:
+                return await self.get_model(ComputeConfig, path)
+            except NotFoundError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def set_guest_mode(self, enabled: bool) -> ComputeConfig:
+        last: ApiError | None = None
+        for path in self.settings.admin_config_paths:
+            try:
+                await self.send(
+                    "PUT", f"{path}/guest-mode", data={"guest_mode": "true" if enabled else "false"}
+                )
+            except NotFoundError as exc:
+                last = exc
+                continue
+            return await self.get_model(ComputeConfig, path)
+        assert last is not None
+        raise last
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    try:
+        body = cast(JsonValue, response.json())
+        return model.model_validate(body)
+    except (ValueError, ValidationError) as exc:
+        request = response.request
+        raise ProtocolError(
+            f"{request.method} {request.url.path} returned an unexpected body for "
+            f"{model.__name__}: {exc}"
+        ) from None

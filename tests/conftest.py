@@ -1,0 +1,34 @@
+"""Shared fixtures: every async test runs on asyncio and trio; MQTT goes through a real broker.
+
+Set ``CL_CLIENT_TEST_MQTT_URL=mqtt://127.0.0.1:PORT`` to run the MQTT-facing tests against an
+external broker (CI does this with mosquitto); otherwise each test gets the embedded broker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+pytest_plugins = ["cl_client.testing.pytest_plugin"]
+
+EXTERNAL_MQTT_URL = os.environ.get("CL_CLIENT_TEST_MQTT_URL") or None
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    param: str = request.param  # pyright: ignore[reportAny]
+    return param
+
+
+@pytest.fixture
+async def mqtt_url() -> AsyncIterator[str]:
+    """A broker for one test: the external one if configured, else a fresh embedded broker."""
+    if EXTERNAL_MQTT_URL is not None:
+        yield EXTERNAL_MQTT_URL
+        return
+    from cl_client.testing import EmbeddedBroker
+
+    async with EmbeddedBroker() as broker:
+        yield broker.url
