@@ -52,6 +52,7 @@ from ._settings import ClientSettings
 from ._watch import JobWatch
 from ._workers import WorkerRegistry, WorkerWatch
 from .auth import AuthProvider, NoAuthProvider
+from .plugins._access import PluginAccess
 
 __all__ = ["ClientStats", "ComputeClient"]
 
@@ -75,7 +76,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class ComputeClient:
+class ComputeClient(PluginAccess):
     """Async client of the CL Server compute service.
 
     ::
