@@ -151,6 +151,8 @@ class ComputeHttp:
                 f"cannot upload {str(source)!r}: "
                 + ("it is not a regular file" if exists else "no such file")
             )
+        if params and "priority" in params:
+            raise ParameterError("pass the priority as the priority argument, not in params")
         form = {k: t for k, v in (params or {}).items() if (t := _form_text(v)) is not None}
         form["priority"] = str(priority)
         try:

@@ -105,12 +105,12 @@ class JobWatch:
                 if update.is_terminal:
                     self._close()
                 return update
+            if mailbox.done:
+                raise StopAsyncIteration
             if mailbox.error is not None:
                 error = mailbox.error
                 self._close()
                 raise error
-            if mailbox.done:
-                raise StopAsyncIteration
             waiter = mailbox.waiter = anyio.Event()
             await waiter.wait()
 
