@@ -16,7 +16,6 @@ import anyio.lowlevel
 import pytest
 
 from cl_client._client import ComputeClient
-from cl_client._lifecycle import rank
 from cl_client._errors import (
     ClientClosedError,
     DownloadError,
@@ -28,6 +27,7 @@ from cl_client._errors import (
     TransportError,
     WorkerUnavailableError,
 )
+from cl_client._lifecycle import rank
 from cl_client._models import JobResponse, JobUpdate, WorkerEvent
 from cl_client.testing import LocalComputeService, generic_task
 

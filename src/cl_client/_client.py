@@ -58,8 +58,6 @@ __all__ = ["ClientStats", "ComputeClient"]
 
 logger = logging.getLogger("cl_client")
 
-_CLOSE_TIMEOUT = 5.0
-
 
 @dataclass
 class ClientStats:
@@ -166,12 +164,14 @@ class ComputeClient(PluginAccess):
         except BaseException as exc:
             self._state = "closed"
             if self._tg is not None:
+                # The task group must be exited in the cancel scope it was entered in: a new
+                # (shielding) scope around its exit corrupts the scope stack. Shield its own.
+                self._tg.cancel_scope.shield = True
                 self._tg.cancel_scope.cancel()
-            with anyio.CancelScope(shield=True):
-                try:
-                    await stack.aclose()
-                except BaseException as close_exc:  # pragma: no cover - secondary failure
-                    logger.debug("error while cleaning up a failed connect: %r", close_exc)
+            try:
+                await stack.aclose()
+            except BaseException as close_exc:  # pragma: no cover - secondary failure
+                logger.debug("error while cleaning up a failed connect: %r", close_exc)
             raise unwrap_group(exc) from None
         return self
 
@@ -202,12 +202,14 @@ class ComputeClient(PluginAccess):
         for watch in list(self._worker_watches):
             watch.close()
         if self._tg is not None:
+            # Exited in the scope it was entered in (see __aenter__); its own scope is shielded
+            # so an outer cancellation does not interrupt the teardown of the background tasks.
+            self._tg.cancel_scope.shield = True
             self._tg.cancel_scope.cancel()
         stack = self._stack
         assert stack is not None
         try:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
-                await stack.__aexit__(exc_type, exc, tb)
+            await stack.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
 
