@@ -1,5 +1,23 @@
 """Authentication: providers, the auth-service client and a session manager."""
 
-from ._providers import AuthProvider, NoAuthProvider
+from ._client import AuthClient
+from ._jwt import decode_claims
+from ._models import PublicKey, Token, TokenClaims, User
+from ._providers import AuthProvider, JWTAuthProvider, NoAuthProvider, TokenSource
+from ._session import SessionManager
+from ._settings import SessionSettings
 
-__all__ = ["AuthProvider", "NoAuthProvider"]
+__all__ = [
+    "AuthClient",
+    "AuthProvider",
+    "JWTAuthProvider",
+    "NoAuthProvider",
+    "PublicKey",
+    "SessionManager",
+    "SessionSettings",
+    "Token",
+    "TokenClaims",
+    "TokenSource",
+    "User",
+    "decode_claims",
+]

@@ -1,0 +1,98 @@
+"""Session settings: where the auth, compute and MQTT services are, and the refresh policy.
+
+The library reads no environment variables by itself; ``SessionSettings.from_env()`` exists for
+applications (and the tests) that want to.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .._settings import ClientSettings, parse_mqtt_url
+
+__all__ = ["SessionSettings"]
+
+
+class SessionSettings(BaseModel):
+    """Everything a SessionManager (and the AuthClient it owns) needs.
+
+    Defaults are the real CL Server's (``PROTOCOL.md`` §0.1, §6, §7).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ENV_VARS: ClassVar[Mapping[str, str]] = {
+        "auth_url": "AUTH_URL",
+        "compute_url": "COMPUTE_URL",
+        "mqtt_url": "MQTT_URL",
+    }
+
+    auth_url: str = "http://localhost:8000"
+    compute_url: str = "http://localhost:8002"
+    mqtt_url: str = "mqtt://localhost:1883"
+
+    refresh_margin: float = Field(
+        default=60.0,
+        ge=0,
+        description="Refresh the token when fewer seconds than this remain before it expires "
+        "(for very short-lived tokens: half their lifetime, if that is less).",
+    )
+    http_timeout: float = Field(default=30.0, gt=0)
+
+    # auth service endpoint paths (the trailing slash on /users/ matters: without it, a 307)
+    token_path: str = "/auth/token"
+    refresh_path: str = "/auth/token/refresh"
+    public_key_path: str = "/auth/public-key"
+    current_user_path: str = "/users/me"
+    users_path: str = "/users/"
+    user_path: str = "/users/{user_id}"
+
+    @field_validator("auth_url", "compute_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected http(s)://host:port, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parse_mqtt_url(value)
+        return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
+        base: Iterable[tuple[str | None, object]] = super().__repr_args__()
+        for name, value in base:
+            if name == "mqtt_url":
+                endpoint = parse_mqtt_url(self.mqtt_url)
+                if endpoint.username is not None or endpoint.password is not None:
+                    scheme, _, rest = endpoint.url.partition("://")
+                    value = f"{scheme}://***@{rest}"  # never show broker credentials
+            yield name, value
+
+    def compute_settings(self, **overrides: object) -> ClientSettings:
+        """ClientSettings for the compute service of this session (keywords win)."""
+        values: dict[str, object] = {"compute_url": self.compute_url, "mqtt_url": self.mqtt_url}
+        values.update(overrides)
+        return ClientSettings.model_validate(values)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> SessionSettings:
+        """Settings from AUTH_URL, COMPUTE_URL and MQTT_URL.
+
+        Keyword arguments win over the environment; unset variables keep the defaults.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            name: env[var] for name, var in cls.ENV_VARS.items() if env.get(var)
+        }
+        values.update(overrides)
+        return cls.model_validate(values)
