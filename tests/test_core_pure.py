@@ -339,3 +339,10 @@ def test_hub_cache_is_bounded_but_keeps_watched_jobs() -> None:
     assert hub.latest("w") is not None
     assert hub.latest("j0") is None and hub.latest("j9") is not None
     assert sum(hub.latest(f"j{i}") is not None for i in range(10)) == 2
+
+
+def test_settings_repr_hides_mqtt_credentials() -> None:
+    settings = ClientSettings(mqtt_url="mqtt://user:hunter2@broker:1883")
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings)
+    assert "mqtt://broker:1883" in repr(settings)
+    assert settings.mqtt.password == "hunter2"

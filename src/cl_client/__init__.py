@@ -48,10 +48,11 @@ from ._models import (
 from ._settings import ClientSettings, MqttEndpoint, parse_mqtt_url
 from ._watch import JobWatch
 from ._workers import WorkerWatch
-from .auth import AuthProvider, NoAuthProvider
+from .auth import AuthClient, AuthProvider, JWTAuthProvider, NoAuthProvider, SessionManager
 
 __all__ = [
     "ApiError",
+    "AuthClient",
     "AuthProvider",
     "AuthenticationError",
     "BadRequestError",
@@ -64,6 +65,7 @@ __all__ = [
     "ComputeClient",
     "ComputeConfig",
     "DownloadError",
+    "JWTAuthProvider",
     "JobCreated",
     "JobEvent",
     "JobFailedError",
@@ -85,6 +87,7 @@ __all__ = [
     "ServerError",
     "ServerInfo",
     "SessionExpiredError",
+    "SessionManager",
     "StorageInfo",
     "TransportError",
     "WorkerEvent",

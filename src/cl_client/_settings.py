@@ -7,7 +7,7 @@ applications (and the tests) that want to.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -148,6 +148,14 @@ class ClientSettings(BaseModel):
     def _check_mqtt_url(cls, value: str) -> str:
         parse_mqtt_url(value)
         return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
+        # Never show MQTT credentials embedded in the URL.
+        for name, value in super().__repr_args__():  # pyright: ignore[reportAny]
+            if name == "mqtt_url":
+                yield name, self.mqtt.url
+            else:
+                yield name, value
 
     @property
     def mqtt(self) -> MqttEndpoint:
