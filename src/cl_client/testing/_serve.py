@@ -53,6 +53,9 @@ def _listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit it (Linux): without it, Nagle's algorithm and delayed ACKs
+        # add ~40 ms to every small response on asyncio.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         sock.listen(backlog)
         sock.setblocking(False)
