@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-pytest_plugins = ["cl_client.testing.pytest_plugin"]
+pytest_plugins = ["cl_client.testing.pytest_plugin", "tests.plugins_real_server"]
 
 EXTERNAL_MQTT_URL = os.environ.get("CL_CLIENT_TEST_MQTT_URL") or None
 

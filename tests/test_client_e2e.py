@@ -330,9 +330,7 @@ async def test_unreachable_server_or_broker_fails_enter_with_the_url(
         async with ComputeClient(compute_url=f"http://127.0.0.1:{free_tcp_port}"):
             pass
     with pytest.raises(MqttError, match=f"127.0.0.1:{free_tcp_port}"):
-        async with client_for(
-            svc, mqtt_url=f"mqtt://127.0.0.1:{free_tcp_port}", connect_timeout=2
-        ):
+        async with client_for(svc, mqtt_url=f"mqtt://127.0.0.1:{free_tcp_port}", connect_timeout=2):
             pass
     client = client_for(svc)
     async with client:
@@ -372,7 +370,7 @@ async def test_rest_calls_and_typed_errors(
             job.job_id, f"input/{upload.name}", saved, overwrite=True
         )
         assert again.read_text() == upload.read_text()
-        with pytest.raises(DownloadError, match="relative"):
+        with pytest.raises(ParameterError, match="relative"):
             await client.download_job_file(job.job_id, "../secret", dest)
         with pytest.raises(DownloadError, match="inside"):
             await client.download_job_files(job.job_id, ["output/../../x"], dest)

@@ -23,7 +23,6 @@ from ._errors import (
     ApiError,
     ClClientError,
     ClientClosedError,
-    DownloadError,
     JobFailedError,
     JobTimeoutError,
     MqttError,
@@ -383,15 +382,18 @@ class ComputeClient(PluginAccess):
     async def submit(
         self,
         task_type: str,
-        file: str | os.PathLike[str],
+        file: str | os.PathLike[str] | None,
         params: Mapping[str, FormValue] | None = None,
         *,
         priority: int = 5,
     ) -> JobCreated:
         """Upload ``file`` (streamed from disk) to ``POST /jobs/{task_type}`` with form ``params``.
 
-        None values are left out; booleans are sent as ``true``/``false``. The job's state is
-        cached at once, so a watch or subscription made right after sees everything.
+        ``file`` goes in the multipart part ``file``; None submits the form alone (for plugins
+        that take no file). None values in ``params`` are left out; booleans are sent as
+        ``true``/``false``. A missing or unreadable file, or a priority outside 0..10, raises
+        ParameterError before anything is sent. The job's state is cached at once, so a watch
+        or subscription made right after (with no await in between) misses nothing.
         """
         created = await self._http.submit(task_type, file, params, priority)
         self._hub.publish(
@@ -399,6 +401,14 @@ class ComputeClient(PluginAccess):
             anyio.current_time(),
         )
         return created
+
+    def latest(self, job_id: str) -> JobUpdate | None:
+        """The latest state of a job this client has seen (None if it knows nothing of it)."""
+        return self._hub.latest(job_id)
+
+    async def read_job_file(self, job_id: str, file_path: str) -> bytes:
+        """The bytes of a small job file (``output/hash.json``, an ``.npy`` embedding...)."""
+        return await self._http.read_file(job_id, file_path)
 
     async def download_job_file(
         self,
@@ -412,17 +422,13 @@ class ComputeClient(PluginAccess):
 
         ``dest`` is a file path, or an existing directory (the file keeps its base name). The
         data streams into a temporary file beside the target, renamed into place when complete;
-        an existing target is kept unless ``overwrite``.
+        an existing target is kept unless ``overwrite`` (DownloadError).
         """
-        relative = PurePosixPath(file_path.strip("/"))
-        if ".." in relative.parts or not relative.parts:
-            raise DownloadError(
-                f"invalid job file path {file_path!r}: it must be relative, without '..'"
-            )
+        self._http.file_path(job_id, file_path)  # a bad path fails before anything else
         target = Path(dest)
         if await anyio.Path(target).is_dir():
-            target = safe_join(target, relative.name)
-        return await self._http.download(job_id, str(relative), target, overwrite=overwrite)
+            target = safe_join(target, PurePosixPath(file_path.strip("/")).name)
+        return await self._http.download(job_id, file_path, target, overwrite=overwrite)
 
     async def download_job_files(
         self,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TypeVar, cast
 from urllib.parse import quote
@@ -138,12 +139,20 @@ class ComputeHttp:
     async def submit(
         self,
         task_type: str,
-        file: str | os.PathLike[str],
+        file: str | os.PathLike[str] | None,
         params: Mapping[str, FormValue] | None,
         priority: int,
     ) -> JobCreated:
+        """``POST`` the form (and the file, streamed, as the ``file`` part) to the submit path."""
         if not 0 <= priority <= 10:
             raise ParameterError(f"priority must be an integer from 0 to 10, got {priority!r}")
+        if params and "priority" in params:
+            raise ParameterError("pass the priority as the priority argument, not in params")
+        form = {k: t for k, v in (params or {}).items() if (t := _form_text(v)) is not None}
+        form["priority"] = str(priority)
+        path = self.path(self.settings.submit_path, task_type=task_type)
+        if file is None:
+            return _parse(JobCreated, await self.send("POST", path, data=form))
         source = Path(file)
         if not await anyio.Path(source).is_file():
             exists = await anyio.Path(source).exists()
@@ -151,20 +160,29 @@ class ComputeHttp:
                 f"cannot upload {str(source)!r}: "
                 + ("it is not a regular file" if exists else "no such file")
             )
-        if params and "priority" in params:
-            raise ParameterError("pass the priority as the priority argument, not in params")
-        form = {k: t for k, v in (params or {}).items() if (t := _form_text(v)) is not None}
-        form["priority"] = str(priority)
         try:
             handle = await anyio.to_thread.run_sync(_open_binary, source)
         except OSError as exc:
             raise ParameterError(f"cannot read {str(source)!r}: {exc.strerror}") from None
         with handle:
-            path = self.path(self.settings.submit_path, task_type=task_type)
             response = await self.send(
                 "POST", path, data=form, files={"file": (source.name, handle)}
             )
         return _parse(JobCreated, response)
+
+    def file_path(self, job_id: str, file_path: str) -> str:
+        """The URL path of a job file; ``file_path`` is relative to the job directory."""
+        relative = PurePosixPath(file_path.strip("/"))
+        if not relative.parts or ".." in relative.parts:
+            raise ParameterError(
+                f"invalid job file path {file_path!r}: it must be relative, without '..'"
+            )
+        encoded = "/".join(quote(part, safe="") for part in relative.parts)
+        return self.settings.job_file_path.format(job_id=quote(job_id, safe=""), file_path=encoded)
+
+    async def read_file(self, job_id: str, file_path: str) -> bytes:
+        """A (small) job file, in memory."""
+        return (await self.send("GET", self.file_path(job_id, file_path))).content
 
     async def get_job(self, job_id: str) -> JobResponse:
         return await self.get_model(JobResponse, self.path(self.settings.job_path, job_id=job_id))
@@ -176,6 +194,7 @@ class ComputeHttp:
         self, job_id: str, file_path: str, target: Path, *, overwrite: bool = False
     ) -> Path:
         """Stream a job file into ``target`` via a temporary file renamed into place."""
+        url_path = self.file_path(job_id, file_path)
         existing = anyio.Path(target)
         if await existing.exists():
             if not overwrite:
@@ -184,16 +203,14 @@ class ComputeHttp:
                 )
             if not await existing.is_file():
                 raise DownloadError(f"{str(target)!r} exists and is not a regular file")
-        encoded = "/".join(quote(part, safe="") for part in file_path.strip("/").split("/"))
-        url_path = self.settings.job_file_path.format(
-            job_id=quote(job_id, safe=""), file_path=encoded
-        )
         await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.part-{os.getpid()}-{id(target):x}")
         response = await self.send("GET", url_path, stream=True)
         try:
-            async with await anyio.open_file(partial, "wb") as out:
-                async for chunk in response.aiter_bytes(_CHUNK):
+            # aclosing: a cancelled download must not leave the body iterator to the GC.
+            chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes(_CHUNK))
+            async with await anyio.open_file(partial, "wb") as out, aclosing(chunks):
+                async for chunk in chunks:
                     await out.write(chunk)
             await anyio.Path(partial).replace(target)
         except httpx.TransportError as exc:

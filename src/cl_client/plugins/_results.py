@@ -1,0 +1,448 @@
+"""Typed plugin results, the server payloads they come from, and a ``.npy`` reader.
+
+Results are frozen dataclasses that carry the final :class:`~cl_client.JobResponse` (``.job``)
+and the plugin's output in typed form. Server payloads (``task_output``, ``output/hash.json``) are
+parsed with pydantic models; ``.npy`` files are parsed without numpy (:func:`parse_npy`) and turned
+into a numpy array only when numpy is importable.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import math
+import struct
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+from .._errors import ParameterError, ProtocolError
+from .._models import JobResponse
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    Vector: TypeAlias = NDArray[np.float32] | list[float]
+
+__all__ = [
+    "BoundingBox",
+    "ConversionResult",
+    "DetectedFace",
+    "EmbeddingResult",
+    "ExifMetadata",
+    "ExifResult",
+    "FaceDetectionResult",
+    "FaceLandmarks",
+    "HashResult",
+    "HlsResult",
+    "NpyArray",
+    "ThumbnailResult",
+    "build_embedding",
+    "check_numpy",
+    "numpy_available",
+    "parse_json_payload",
+    "parse_npy",
+    "parse_payload",
+]
+
+P = TypeVar("P", bound=BaseModel)
+
+_NPY_MAGIC = b"\x93NUMPY"
+_FLOAT_CODES = {2: "e", 4: "f", 8: "d"}
+_BYTE_ORDERS = {"<": "<", ">": ">", "=": "=", "|": "<"}
+
+
+@cache
+def numpy_available() -> bool:
+    """Whether numpy can be imported (then embeddings come back as numpy arrays)."""
+    return importlib.util.find_spec("numpy") is not None
+
+
+# ------------------------------------------------------------------------------------------ .npy
+
+
+@dataclass(frozen=True, slots=True)
+class NpyArray:
+    """A floating-point array read from a ``.npy`` file, without numpy.
+
+    ``data`` holds the raw element bytes in the file's byte order (``descr``, e.g. ``'<f4'``).
+    """
+
+    descr: str
+    shape: tuple[int, ...]
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        """Number of elements (the product of ``shape``)."""
+        return math.prod(self.shape)
+
+    def tolist(self) -> list[float]:
+        """The elements as Python floats, flattened in C order."""
+        order = _BYTE_ORDERS[self.descr[0]]
+        code = _FLOAT_CODES[int(self.descr[2:])]
+        values = cast(tuple[float, ...], struct.unpack(f"{order}{self.size}{code}", self.data))
+        return list(values)
+
+    def to_numpy(self) -> NDArray[np.float32]:
+        """A writable numpy float32 array of ``shape`` (needs numpy)."""
+        import numpy as np
+
+        flat = np.frombuffer(self.data, dtype=np.dtype(self.descr)).astype(np.float32)
+        return flat.reshape(self.shape)
+
+
+def _npy_header(data: bytes) -> tuple[dict[str, object], int]:
+    if len(data) < 10 or not data.startswith(_NPY_MAGIC):
+        raise ProtocolError("not a .npy file: the magic string \\x93NUMPY is missing")
+    major = data[6]
+    if major == 1:
+        (length,) = struct.unpack("<H", data[8:10])
+        start = 10
+    elif major in (2, 3):
+        if len(data) < 12:
+            raise ProtocolError("truncated .npy header")
+        (length,) = struct.unpack("<I", data[8:12])
+        start = 12
+    else:
+        raise ProtocolError(f"unsupported .npy format version {major}.{data[7]}")
+    end = start + length
+    if len(data) < end:
+        raise ProtocolError("truncated .npy header")
+    text = data[start:end].decode("utf-8" if major == 3 else "latin1")
+    try:
+        header = cast(object, ast.literal_eval(text.strip()))
+    except (ValueError, SyntaxError) as exc:
+        raise ProtocolError(f"malformed .npy header {text.strip()!r}: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(f"malformed .npy header {text.strip()!r}: not a dict")
+    return cast(dict[str, object], header), end
+
+
+def parse_npy(data: bytes) -> NpyArray:
+    """Parse a ``.npy`` file holding a floating-point array (``f2``/``f4``/``f8``, any byte order).
+
+    Raises ProtocolError for anything else: another dtype, Fortran order, a data length that does
+    not match the shape.
+    """
+    header, offset = _npy_header(data)
+    descr, fortran, shape = header.get("descr"), header.get("fortran_order"), header.get("shape")
+    if (
+        not isinstance(descr, str)
+        or len(descr) < 3
+        or descr[0] not in _BYTE_ORDERS
+        or descr[1] != "f"
+        or not descr[2:].isdigit()
+        or int(descr[2:]) not in _FLOAT_CODES
+    ):
+        raise ProtocolError(f"unsupported .npy dtype {descr!r}: a float array was expected")
+    if fortran is not False:
+        raise ProtocolError(".npy arrays in Fortran order are not supported")
+    if not isinstance(shape, tuple):
+        raise ProtocolError(f"malformed .npy shape {shape!r}")
+    dims: list[int] = []
+    for dim in cast(tuple[object, ...], shape):
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+            raise ProtocolError(f"malformed .npy shape {shape!r}")
+        dims.append(dim)
+    payload = data[offset:]
+    expected = math.prod(dims) * int(descr[2:])
+    if len(payload) != expected:
+        raise ProtocolError(
+            f".npy data is {len(payload)} bytes, but shape {tuple(dims)} of {descr} "
+            f"needs {expected}"
+        )
+    return NpyArray(descr=descr, shape=tuple(dims), data=payload)
+
+
+# ------------------------------------------------------------------------------------ payloads
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class EmbeddingOutput(_Payload):
+    """``task_output`` of the embedding plugins."""
+
+    embedding_dim: int | None = None
+    normalized: bool | None = None
+    quality_score: float | None = None
+
+
+class HashOutput(_Payload):
+    """``output/hash.json`` of the hash plugin."""
+
+    hash_value: str
+    algorithm: str
+    media_type: str | None = None
+    process_time: float | None = None
+
+
+class ExifMetadata(_Payload):
+    """The exif plugin's ``task_output``: typed fields plus everything ExifTool reported.
+
+    The typed fields are filled only when the job was given ``tags`` (ExifTool then reports
+    unprefixed names); without tags every key in ``raw_metadata`` carries its group
+    (``"EXIF:Make"``) and the typed fields stay None. :meth:`get` finds a tag either way.
+    """
+
+    make: str | None = None
+    model: str | None = None
+    date_time_original: str | None = None
+    create_date: str | None = None
+    image_width: int | None = None
+    image_height: int | None = None
+    orientation: int | None = None
+    iso: int | None = None
+    f_number: float | None = None
+    exposure_time: str | None = None
+    focal_length: float | None = None
+    gps_latitude: float | None = None
+    gps_longitude: float | None = None
+    gps_altitude: float | None = None
+    software: str | None = None
+    raw_metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+    def get(self, tag: str, default: JsonValue = None) -> JsonValue:
+        """A raw tag by name, with or without its group (``"Make"`` finds ``"EXIF:Make"``)."""
+        if tag in self.raw_metadata:
+            return self.raw_metadata[tag]
+        wanted = tag.rsplit(":", 1)[-1].lower()
+        for key, value in self.raw_metadata.items():
+            if key.rsplit(":", 1)[-1].lower() == wanted:
+                return value
+        return default
+
+
+class BoundingBox(_Payload):
+    """A face box, normalised to [0, 1] of the image size."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    def to_pixels(self, image_width: int, image_height: int) -> tuple[int, int, int, int]:
+        """``(left, top, right, bottom)`` in pixels of an image of the given size."""
+        return (
+            round(self.x1 * image_width),
+            round(self.y1 * image_height),
+            round(self.x2 * image_width),
+            round(self.y2 * image_height),
+        )
+
+
+Point: TypeAlias = tuple[float, float]
+
+
+class FaceLandmarks(_Payload):
+    """Five facial landmarks, each ``(x, y)`` normalised to [0, 1]."""
+
+    right_eye: Point
+    left_eye: Point
+    nose_tip: Point
+    mouth_right: Point
+    mouth_left: Point
+
+
+class DetectedFace(_Payload):
+    """One face: box, confidence, landmarks and the job-relative path of its aligned crop."""
+
+    bbox: BoundingBox
+    confidence: float
+    landmarks: FaceLandmarks | None = None
+    file_path: str | None = None
+
+    @field_validator("bbox", mode="before")
+    @classmethod
+    def _bbox_from_list(cls, value: object) -> object:
+        # cl_ml_tools' DetectedFace.model_dump override turns the box into [x1, y1, x2, y2]
+        # when it is applied (it is not, for nested models, with current pydantic).
+        if isinstance(value, list | tuple):
+            items = list(cast(list[object] | tuple[object, ...], value))
+            if len(items) == 4:
+                return dict(zip(("x1", "y1", "x2", "y2"), items, strict=True))
+        return cast(object, value)
+
+
+class FaceDetectionOutput(_Payload):
+    """``task_output`` of face_detection."""
+
+    faces: list[DetectedFace] = Field(default_factory=list)
+    num_faces: int | None = None
+    image_width: int
+    image_height: int
+
+
+class HlsOutput(_Payload):
+    """``task_output`` of hls_streaming (``master_playlist`` is an absolute server path)."""
+
+    master_playlist: str
+    variants_generated: int | None = None
+    total_segments: int | None = None
+    include_original: bool | None = None
+
+
+class MediaTypeOutput(_Payload):
+    """``task_output`` of media_thumbnail (and of hash): the detected media type."""
+
+    media_type: str | None = None
+
+
+# ------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """An embedding: ``vector`` is a numpy float32 array when numpy is installed, else floats.
+
+    ``quality_score`` is set by face_embedding only.
+    """
+
+    job: JobResponse
+    vector: Vector = field(repr=False)
+    dim: int
+    normalized: bool | None
+    quality_score: float | None = None
+
+    def tolist(self) -> list[float]:
+        """The vector as a list of Python floats."""
+        if isinstance(self.vector, list):
+            return list(self.vector)
+        return [float(v) for v in cast(list[float], self.vector.tolist())]
+
+
+@dataclass(frozen=True)
+class HashResult:
+    """A file's hash (``algorithm``: ``md5``, ``sha512_image``, ``sha512_video``, ...)."""
+
+    job: JobResponse
+    hash_value: str
+    algorithm: str
+    media_type: str | None
+    process_time: float | None
+
+
+@dataclass(frozen=True)
+class ExifResult:
+    """EXIF metadata: ``metadata.make``, ``metadata.iso``, ..., ``metadata.raw_metadata``."""
+
+    job: JobResponse
+    metadata: ExifMetadata
+
+
+@dataclass(frozen=True)
+class FaceDetectionResult:
+    """Faces found in an image; crops are downloaded with ``face_detection.download_crops``."""
+
+    job: JobResponse
+    faces: list[DetectedFace]
+    image_width: int
+    image_height: int
+
+    @property
+    def num_faces(self) -> int:
+        return len(self.faces)
+
+
+@dataclass(frozen=True)
+class ThumbnailResult:
+    """A thumbnail (always JPEG) saved to ``path``."""
+
+    job: JobResponse
+    path: Path
+    media_type: str | None
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """A converted image saved to ``path`` (``format`` as requested: png, jpg, webp, ...)."""
+
+    job: JobResponse
+    path: Path
+    format: str
+
+
+@dataclass(frozen=True)
+class HlsResult:
+    """An HLS bundle saved under ``directory``: the master playlist, every variant playlist and
+    every segment, with the relative layout the playlists reference."""
+
+    job: JobResponse
+    directory: Path
+    master_playlist: Path
+    variant_playlists: list[Path]
+    segments: list[Path]
+    variants_generated: int | None
+    total_segments: int | None
+    include_original: bool | None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every downloaded file: master first, then variant playlists, then segments."""
+        return [self.master_playlist, *self.variant_playlists, *self.segments]
+
+
+# ------------------------------------------------------------------------------------- builders
+
+
+def parse_payload(model: type[P], value: object, what: str) -> P:
+    """Validate a server payload, as ProtocolError naming ``what`` when it does not fit."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ProtocolError(f"unexpected {what}: {exc}") from None
+
+
+def parse_json_payload(model: type[P], data: bytes, what: str) -> P:
+    """Validate a JSON file from the server (ProtocolError naming ``what`` if it does not fit)."""
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise ProtocolError(f"unexpected {what}: {exc}") from None
+
+
+def build_embedding(
+    job: JobResponse, data: bytes, *, default_dim: int, numpy: bool | None
+) -> EmbeddingResult:
+    """An EmbeddingResult from the job and its ``.npy`` file, the shape checked against
+    ``task_output.embedding_dim`` (or ``default_dim`` when the server did not say)."""
+    output = parse_payload(EmbeddingOutput, job.task_output or {}, f"{job.task_type} output")
+    dim = output.embedding_dim if output.embedding_dim is not None else default_dim
+    array = parse_npy(data)
+    if array.shape != (dim,):
+        raise ProtocolError(
+            f"the {job.task_type} embedding of job {job.job_id} has shape {array.shape}, "
+            f"expected ({dim},)"
+        )
+    check_numpy(numpy)
+    use_numpy = numpy_available() if numpy is None else numpy
+    vector: Vector = array.to_numpy() if use_numpy else array.tolist()
+    return EmbeddingResult(
+        job=job,
+        vector=vector,
+        dim=dim,
+        normalized=output.normalized,
+        quality_score=output.quality_score,
+    )
+
+
+def check_numpy(numpy: object) -> None:
+    """ParameterError unless ``numpy`` is None or a bool (True needs numpy installed)."""
+    if numpy is not None and not isinstance(numpy, bool):
+        raise ParameterError(f"numpy must be None, True or False, got {numpy!r}")
+    if numpy and not numpy_available():
+        raise ParameterError("numpy=True, but numpy is not installed (pip install numpy)")
