@@ -344,5 +344,6 @@ def test_hub_cache_is_bounded_but_keeps_watched_jobs() -> None:
 def test_settings_repr_hides_mqtt_credentials() -> None:
     settings = ClientSettings(mqtt_url="mqtt://user:hunter2@broker:1883")
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings)
-    assert "mqtt://broker:1883" in repr(settings)
+    assert "mqtt://***@broker:1883" in repr(settings)
+    assert "mqtt://h:1" in repr(ClientSettings(mqtt_url="mqtt://h:1"))
     assert settings.mqtt.password == "hunter2"

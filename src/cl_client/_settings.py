@@ -14,7 +14,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ClientSettings", "MqttEndpoint", "parse_mqtt_url"]
+__all__ = [
+    "ClientSettings",
+    "MqttEndpoint",
+    "check_http_url",
+    "env_values",
+    "parse_mqtt_url",
+    "redact_mqtt_url",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,33 @@ def parse_mqtt_url(url: str) -> MqttEndpoint:
         username=parts.username,
         password=parts.password,
     )
+
+
+def check_http_url(value: str, name: str) -> str:
+    """``value`` without a trailing slash, or ValueError unless it is ``http(s)://host[:port]``."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{name} must be http(s)://host:port, got {value!r}")
+    return value.rstrip("/")
+
+
+def redact_mqtt_url(url: str) -> str:
+    """The MQTT URL with any credentials replaced by ``***``, for reprs and logs."""
+    endpoint = parse_mqtt_url(url)
+    if endpoint.username is None and endpoint.password is None:
+        return endpoint.url
+    scheme, _, rest = endpoint.url.partition("://")
+    return f"{scheme}://***@{rest}"
+
+
+def env_values(
+    env_vars: Mapping[str, str], environ: Mapping[str, str] | None, overrides: Mapping[str, object]
+) -> dict[str, object]:
+    """Field values from the environment variables named in ``env_vars``; ``overrides`` win."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {field: env[var] for field, var in env_vars.items() if env.get(var)}
+    values.update(overrides)
+    return values
 
 
 class ClientSettings(BaseModel):
@@ -138,10 +172,7 @@ class ClientSettings(BaseModel):
     @field_validator("compute_url")
     @classmethod
     def _check_compute_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"compute_url must be http(s)://host:port, got {value!r}")
-        return value.rstrip("/")
+        return check_http_url(value, "compute_url")
 
     @field_validator("mqtt_url")
     @classmethod
@@ -152,10 +183,7 @@ class ClientSettings(BaseModel):
     def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
         # Never show MQTT credentials embedded in the URL.
         for name, value in super().__repr_args__():  # pyright: ignore[reportAny]
-            if name == "mqtt_url":
-                yield name, self.mqtt.url
-            else:
-                yield name, value
+            yield name, redact_mqtt_url(self.mqtt_url) if name == "mqtt_url" else value
 
     @property
     def mqtt(self) -> MqttEndpoint:
@@ -174,9 +202,4 @@ class ClientSettings(BaseModel):
 
         Keyword arguments win over the environment; unset variables keep the defaults.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {
-            field: env[var] for field, var in cls.ENV_VARS.items() if env.get(var)
-        }
-        values.update(overrides)
-        return cls.model_validate(values)
+        return cls.model_validate(env_values(cls.ENV_VARS, environ, overrides))

@@ -6,14 +6,12 @@ applications (and the tests) that want to.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .._settings import ClientSettings, parse_mqtt_url
+from .._settings import ClientSettings, check_http_url, env_values, parse_mqtt_url, redact_mqtt_url
 
 __all__ = ["SessionSettings"]
 
@@ -55,10 +53,7 @@ class SessionSettings(BaseModel):
     @field_validator("auth_url", "compute_url")
     @classmethod
     def _check_http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"expected http(s)://host:port, got {value!r}")
-        return value.rstrip("/")
+        return check_http_url(value, "the URL")
 
     @field_validator("mqtt_url")
     @classmethod
@@ -68,13 +63,8 @@ class SessionSettings(BaseModel):
 
     def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
         base: Iterable[tuple[str | None, object]] = super().__repr_args__()
-        for name, value in base:
-            if name == "mqtt_url":
-                endpoint = parse_mqtt_url(self.mqtt_url)
-                if endpoint.username is not None or endpoint.password is not None:
-                    scheme, _, rest = endpoint.url.partition("://")
-                    value = f"{scheme}://***@{rest}"  # never show broker credentials
-            yield name, value
+        for name, value in base:  # never show broker credentials
+            yield name, redact_mqtt_url(self.mqtt_url) if name == "mqtt_url" else value
 
     def compute_settings(self, **overrides: object) -> ClientSettings:
         """ClientSettings for the compute service of this session (keywords win)."""
@@ -90,9 +80,4 @@ class SessionSettings(BaseModel):
 
         Keyword arguments win over the environment; unset variables keep the defaults.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {
-            name: env[var] for name, var in cls.ENV_VARS.items() if env.get(var)
-        }
-        values.update(overrides)
-        return cls.model_validate(values)
+        return cls.model_validate(env_values(cls.ENV_VARS, environ, overrides))

@@ -1,7 +1,7 @@
-"""face_embedding: a 512-d ArcFace embedding of a cropped face (PROTOCOL.md §3).
+"""face_embedding: a 512-d ArcFace embedding of a cropped face (PROTOCOL.md §3.5).
 
-The vector is not in ``task_output``: the server writes it to ``output/face_embedding.npy``
-(float32, shape (512,)), which :meth:`FaceEmbeddingPlugin.result` downloads, parses and checks.
+The vector is written to ``output/face_embedding.npy`` (float32, shape (512,)); task_output
+carries a ``quality_score``, kept on the result.
 """
 
 from __future__ import annotations
@@ -9,26 +9,19 @@ from __future__ import annotations
 from typing import ClassVar
 
 from .._callbacks import OnComplete, OnProgress
-from .._http import FormValue
 from .._models import JobResponse
-from ._base import FileArg, PluginClient, check_bool
-from ._results import EmbeddingResult, build_embedding, check_numpy
+from ._base import FileArg
+from ._embedding import EmbeddingPlugin
 
 __all__ = ["FaceEmbeddingPlugin"]
 
 
-class FaceEmbeddingPlugin(PluginClient):
+class FaceEmbeddingPlugin(EmbeddingPlugin):
     """``client.face_embedding``: a 512-d ArcFace embedding of a cropped face."""
 
     task_type: ClassVar[str] = "face_embedding"
     output_file: ClassVar[str] = "output/face_embedding.npy"
-    """Where the server writes the vector (``params.output_path`` wins when present)."""
     embedding_dim: ClassVar[int] = 512
-    """The vector's length (``task_output.embedding_dim`` wins when present)."""
-
-    @staticmethod
-    def _params(normalize: bool) -> dict[str, FormValue]:
-        return {"normalize": check_bool("normalize", normalize)}
 
     async def embed_faces(
         self,
@@ -52,40 +45,6 @@ class FaceEmbeddingPlugin(PluginClient):
             on_progress: Called with every JobUpdate (sync or async).
             on_complete: Called once with the final JobResponse (sync or async).
         """
-        params = self._params(normalize)
-        return await self.submit_with_files(
-            image, params, priority, wait, timeout, on_progress, on_complete
+        return await self._embed(
+            image, normalize, priority, wait, timeout, on_progress, on_complete
         )
-
-    async def result(self, job: JobResponse | str, *, numpy: bool | None = None) -> EmbeddingResult:
-        """Download and check the vector of a completed job.
-
-        ``numpy``: None returns a numpy float32 array when numpy is installed (else a list of
-        floats); True requires numpy; False always returns a list.
-        """
-        check_numpy(numpy)
-        final = await self.completed_job(job)
-        data = await self.read_file(final.job_id, self.output_path(final, self.output_file))
-        return build_embedding(final, data, default_dim=self.embedding_dim, numpy=numpy)
-
-    async def run(
-        self,
-        image: FileArg,
-        *,
-        normalize: bool = True,
-        priority: int = 5,
-        timeout: float | None = None,
-        numpy: bool | None = None,
-        delete_job: bool = False,
-    ) -> EmbeddingResult:
-        """One call: submit, wait (JobFailedError, JobTimeoutError), return the embedding.
-
-        With ``delete_job`` the job is deleted on the server afterwards.
-        """
-        params = self._params(normalize)
-        check_numpy(numpy)
-
-        async def fetch(job: JobResponse) -> EmbeddingResult:
-            return await self.result(job, numpy=numpy)
-
-        return await self._run(image, params, priority, timeout, delete_job, fetch)
