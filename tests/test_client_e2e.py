@@ -378,6 +378,10 @@ async def test_rest_calls_and_typed_errors(
             await client.download_job_file(job.job_id, "output/none.bin", tmp_path / "n.bin")
         assert not (tmp_path / "n.bin").exists()
         assert not list(tmp_path.rglob("*.part-*"))
+        fresh_dir = await client.download_job_file(
+            job.job_id, "output/result.json", f"{tmp_path}/new/"
+        )
+        assert fresh_dir == tmp_path / "new" / "result.json"
         bundle = await client.download_job_files(job.job_id, ["output/result.json"], tmp_path / "b")
         assert bundle == [tmp_path / "b" / "output" / "result.json"]
 

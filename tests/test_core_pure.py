@@ -347,3 +347,11 @@ def test_settings_repr_hides_mqtt_credentials() -> None:
     assert "mqtt://***@broker:1883" in repr(settings)
     assert "mqtt://h:1" in repr(ClientSettings(mqtt_url="mqtt://h:1"))
     assert settings.mqtt.password == "hunter2"
+
+
+def test_bad_mqtt_urls_never_echo_the_password() -> None:
+    for url in ("mqtt://u:s3cret@host:99999", "ws://u:s3cret@host", "mqtt://u:s3cret@"):
+        with pytest.raises(ValueError) as info:
+            ClientSettings(mqtt_url=url)
+        assert "s3cret" not in str(info.value)
+        assert "***" in str(info.value)

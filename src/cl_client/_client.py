@@ -420,12 +420,15 @@ class ComputeClient(PluginAccess):
     ) -> Path:
         """Download ``/jobs/{job_id}/files/{file_path}`` to ``dest``.
 
-        ``dest`` is a file path, or an existing directory (the file keeps its base name). The
+        ``dest`` is a file path, or a directory (existing, or named with a trailing slash and
+        then created) in which the file keeps its base name. The
         data streams into a temporary file beside the target, renamed into place when complete;
         an existing target is kept unless ``overwrite`` (DownloadError).
         """
         self._http.file_path(job_id, file_path)  # a bad path fails before anything else
         target = Path(dest)
+        if os.fspath(dest).endswith(("/", os.sep)):  # "out/": a directory, created if needed
+            await anyio.Path(target).mkdir(parents=True, exist_ok=True)
         if await anyio.Path(target).is_dir():
             target = safe_join(target, PurePosixPath(file_path.strip("/")).name)
         return await self._http.download(job_id, file_path, target, overwrite=overwrite)
@@ -607,7 +610,10 @@ class ComputeClient(PluginAccess):
     ) -> dict[str, WorkerInfo]:
         """Wait until live workers together offer every capability in ``capabilities``.
 
-        Raises WorkerUnavailableError naming what is missing and what is available.
+        Returns the live workers by id. With ``mqtt_enabled=False`` it polls ``GET /capabilities``
+        instead and returns an empty dict (worker ids are unknown without MQTT). Raises
+        WorkerUnavailableError after ``timeout`` seconds, naming what is missing and what is
+        available.
         """
         needed = list(capabilities)
         self._require_open()

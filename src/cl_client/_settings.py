@@ -54,19 +54,21 @@ def parse_mqtt_url(url: str) -> MqttEndpoint:
     if "://" not in text:
         text = f"mqtt://{text}"
     parts = urlsplit(text)
+    # Error messages show the URL without its credentials.
+    shown = text if parts.password is None else text.replace(f":{parts.password}@", ":***@", 1)
     scheme = parts.scheme.lower()
     if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise ValueError(
-            f"unsupported MQTT URL scheme {parts.scheme!r} in {url!r}: use mqtt://host:port "
+            f"unsupported MQTT URL scheme {parts.scheme!r} in {shown!r}: use mqtt://host:port "
             "or mqtts://host:port"
         )
     if not parts.hostname:
-        raise ValueError(f"MQTT URL {url!r} has no host: use mqtt://host:port")
+        raise ValueError(f"MQTT URL {shown!r} has no host: use mqtt://host:port")
     tls = scheme in ("mqtts", "ssl")
     try:
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"MQTT URL {url!r} has an invalid port: {exc}") from None
+        raise ValueError(f"MQTT URL {shown!r} has an invalid port: {exc}") from None
     return MqttEndpoint(
         host=parts.hostname,
         port=port if port is not None else (8883 if tls else 1883),
@@ -109,7 +111,7 @@ class ClientSettings(BaseModel):
     Defaults are those of the real CL Server (``PROTOCOL.md`` §0.1, §5.3).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     ENV_VARS: ClassVar[Mapping[str, str]] = {
         "compute_url": "COMPUTE_URL",

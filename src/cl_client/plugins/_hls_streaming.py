@@ -191,7 +191,7 @@ class HlsStreamingPlugin(PluginClient):
         check_bool("overwrite", overwrite)
         final = await self.completed_job(job)
         output = parse_payload(HlsOutput, final.task_output or {}, "hls_streaming output")
-        root = Path(directory)
+        root = Path(await anyio.Path(directory).resolve())  # absolute, like every file path
         master_rel = master_job_path(output.master_playlist, final.job_id, final.output_path)
         base = posixpath.dirname(master_rel)
         master_target = safe_join(root, posixpath.basename(master_rel))
