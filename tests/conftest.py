@@ -7,9 +7,13 @@ external broker (CI does this with mosquitto); otherwise each test gets the embe
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from cl_client.testing import LocalComputeService
 
 pytest_plugins = ["cl_client.testing.pytest_plugin", "tests.plugins_real_server"]
 
@@ -32,3 +36,14 @@ async def mqtt_url() -> AsyncIterator[str]:
 
     async with EmbeddedBroker() as broker:
         yield broker.url
+
+
+@pytest.fixture
+async def svc(
+    local_compute_factory: Callable[..., LocalComputeService],
+) -> AsyncIterator[LocalComputeService]:
+    """A local compute service whose one worker runs the controllable ``generic`` task."""
+    from cl_client.testing import generic_task
+
+    async with local_compute_factory(tasks={"generic": generic_task}) as service:
+        yield service

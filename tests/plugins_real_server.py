@@ -9,6 +9,9 @@ Server when one is given:
   ``tests/media/MEDIA_SETUP.md`` describes (a missing file fails the test, naming the file and
   the guide).
 
+It also provides the ``target`` fixture (a :class:`tests.plugin_target.PluginTarget`),
+parametrized over ``target_kind``: always the local service, and the real server when given.
+
 The command-line options exist when this module is loaded as a plugin
 (``pytest_plugins = ["tests.plugins_real_server"]`` in ``tests/conftest.py``, or
 ``uv run python -m pytest -p tests.plugins_real_server``); the environment variables always
@@ -19,11 +22,17 @@ work. Without a real server the real-server variants are not generated, and one 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from cl_client.testing import LocalComputeService
+    from tests.plugin_target import PluginTarget
 
 __all__ = [
     "MEDIA_ENV",
@@ -32,7 +41,9 @@ __all__ = [
     "RealServer",
     "TargetKind",
     "pytest_addoption",
+    "pytest_generate_tests",
     "real_server",
+    "target",
     "target_kinds",
 ]
 
@@ -79,3 +90,26 @@ def real_server(config: pytest.Config) -> RealServer | None:
 def target_kinds(config: pytest.Config) -> list[TargetKind]:
     """``["local"]``, plus ``"real"`` when a real server was given."""
     return ["local", "real"] if real_server(config) is not None else ["local"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target_kind" in metafunc.fixturenames:
+        kinds = target_kinds(metafunc.config)
+        metafunc.parametrize(
+            "target_kind",
+            [pytest.param(k, marks=pytest.mark.real_server) if k == "real" else k for k in kinds],
+        )
+
+
+@pytest.fixture
+async def target(
+    target_kind: TargetKind,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    local_compute_factory: Callable[..., LocalComputeService],
+) -> AsyncIterator[PluginTarget]:
+    """Where a plugin test runs: the local service, or the real server given."""
+    from tests.plugin_target import open_target  # imports cl_client: not at module level
+
+    async with open_target(target_kind, request.config, tmp_path, local_compute_factory) as t:
+        yield t

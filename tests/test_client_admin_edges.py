@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -29,12 +29,6 @@ from .util import wait_until
 pytestmark = pytest.mark.anyio
 
 Factory = Callable[..., LocalComputeService]
-
-
-@pytest.fixture
-async def svc(local_compute_factory: Factory) -> AsyncIterator[LocalComputeService]:
-    async with local_compute_factory(tasks={"generic": generic_task}) as service:
-        yield service
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -20,34 +19,13 @@ from cl_client._callbacks import OnComplete, OnProgress
 from cl_client._lifecycle import rank
 from cl_client._models import JobResponse, JobUpdate
 from cl_client.plugins import EmbeddingResult, HlsVariant
-from cl_client.testing import LocalComputeService
 from tests.media import EXIF_FIELDS
-from tests.plugin_target import PluginTarget, open_target
-from tests.plugins_real_server import NEEDS_REAL_SERVER, TargetKind, real_server, target_kinds
+from tests.plugin_target import PluginTarget
+from tests.plugins_real_server import NEEDS_REAL_SERVER, real_server, target_kinds
 
 pytestmark = pytest.mark.anyio
 
 WAIT_TIMEOUT = 60.0
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "target_kind" in metafunc.fixturenames:
-        kinds = target_kinds(metafunc.config)
-        metafunc.parametrize(
-            "target_kind",
-            [pytest.param(k, marks=pytest.mark.real_server) if k == "real" else k for k in kinds],
-        )
-
-
-@pytest.fixture
-async def target(
-    target_kind: TargetKind,
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    local_compute_factory: Callable[..., LocalComputeService],
-) -> AsyncIterator[PluginTarget]:
-    async with open_target(target_kind, request.config, tmp_path, local_compute_factory) as t:
-        yield t
 
 
 class Follow:

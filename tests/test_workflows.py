@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -21,33 +21,11 @@ from PIL import Image
 from cl_client._errors import NotFoundError
 from cl_client._models import JobResponse, JobUpdate
 from cl_client.plugins import HlsVariant, JobCompletions, gather_parallel
-from cl_client.testing import LocalComputeService
-from tests.plugin_target import PluginTarget, open_target
-from tests.plugins_real_server import TargetKind, target_kinds
+from tests.plugin_target import PluginTarget
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "target_kind" in metafunc.fixturenames:
-        kinds = target_kinds(metafunc.config)
-        metafunc.parametrize(
-            "target_kind",
-            [pytest.param(k, marks=pytest.mark.real_server) if k == "real" else k for k in kinds],
-        )
-
-
-@pytest.fixture
-async def target(
-    target_kind: TargetKind,
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    local_compute_factory: Callable[..., LocalComputeService],
-) -> AsyncIterator[PluginTarget]:
-    async with open_target(target_kind, request.config, tmp_path, local_compute_factory) as t:
-        yield t
 
 
 class Pipeline:

@@ -103,20 +103,19 @@ class CallbackSubscription:
             while self._pending and not self._cancelled:
                 update = self._pending.popleft()
                 if self.on_progress is not None:
-                    await self._guarded(self.on_progress, update, "on_progress")
+                    await self._guarded_progress(self.on_progress, update)
                 if update.is_terminal and self.on_complete is not None and not self._cancelled:
                     job = await self._resolve(update)
                     await self._guarded_complete(self.on_complete, job)
         finally:
             self._running = False
 
-    async def _guarded(self, callback: OnProgress, update: JobUpdate, name: str) -> None:
+    async def _guarded_progress(self, callback: OnProgress, update: JobUpdate) -> None:
         try:
             await _call(callback, update)
         except Exception:
             logger.exception(
-                "%s callback of subscription %s (job %s) raised",
-                name,
+                "on_progress callback of subscription %s (job %s) raised",
                 self.subscription_id,
                 self.job_id,
             )
