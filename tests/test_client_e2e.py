@@ -229,7 +229,7 @@ async def test_cancelling_the_client_leaves_nothing_behind(
 ) -> None:
     fds = len(os.listdir("/proc/self/fd"))
     threads = own_threads()
-    tasks = len(anyio.get_running_tasks())
+    tasks = {t.id for t in anyio.get_running_tasks()}
     with anyio.move_on_after(0.5):
         async with client_for(svc) as client:
             svc.faults.block_jobs()
@@ -237,9 +237,16 @@ async def test_cancelling_the_client_leaves_nothing_behind(
             client.subscribe_job_updates(created.job_id, on_progress=lambda u: None)
             async for _ in client.watch(created.job_id):
                 pass
+
     # The service's (hypercorn's) side of a closed keep-alive connection lingers until its
     # 5 s keep-alive timeout; everything must be gone after that.
-    await wait_until(lambda: len(anyio.get_running_tasks()) <= tasks, timeout=10, step=0.1)
+    def new_tasks() -> list[str | None]:
+        return [t.name for t in anyio.get_running_tasks() if t.id not in tasks]
+
+    try:
+        await wait_until(lambda: not new_tasks(), timeout=10, step=0.1)
+    except TimeoutError:
+        pytest.fail(f"tasks still running: {new_tasks()}")
     await wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds, timeout=10, step=0.1)
     assert own_threads() <= threads
     svc.faults.clear()

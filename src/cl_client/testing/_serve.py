@@ -5,13 +5,15 @@ Shared by the local compute and auth services::
     async with serve_asgi(app) as url:      # "http://127.0.0.1:<port>"
         ...
 
-The listening socket is bound (port 0) and listening before the server task starts, so the URL
-is usable as soon as it is yielded: early connections wait in the kernel's backlog. Leaving the
-block shuts the server down gracefully, bounded by ``graceful_timeout``.
+The listening socket is bound (port 0) before the server task starts, and the URL is yielded
+only after the server has answered one HTTP request, so the server's own tasks all exist by then
+(tests that compare running tasks before and after get a stable baseline). Leaving the block
+shuts the server down gracefully, bounded by ``graceful_timeout``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import socket
@@ -65,6 +67,17 @@ def _listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+async def _answered(host: str, port: int, timeout: float = 10.0) -> None:
+    """Return once the server has answered one request (any status) on ``host:port``."""
+    request = b"GET /__ready HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n"
+    with anyio.fail_after(timeout):
+        async with await anyio.connect_tcp(host, port) as stream:
+            await stream.send(request)
+            with contextlib.suppress(anyio.EndOfStream):
+                while await stream.receive():
+                    pass
+
+
 @asynccontextmanager
 async def serve_asgi(
     app: ASGIApp,
@@ -97,6 +110,7 @@ async def serve_asgi(
                     wrapped, config, sockets=sockets, shutdown_trigger=shutdown_trigger
                 )
             )
+            await _answered(host, bound_port)
             try:
                 yield f"http://{url_host}:{bound_port}"
             except Exception as exc:  # re-raised below, unwrapped
