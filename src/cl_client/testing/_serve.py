@@ -6,9 +6,10 @@ Shared by the local compute and auth services::
         ...
 
 The listening socket is bound (port 0) before the server task starts, and the URL is yielded
-only after the server has answered one HTTP request, so the server's own tasks all exist by then
-(tests that compare running tasks before and after get a stable baseline). Leaving the block
-shuts the server down gracefully, bounded by ``graceful_timeout``.
+only after the server has answered a readiness probe (handled here, never seen by the app), so
+the server's own tasks all exist by then: tests that compare running tasks before and after get
+a stable baseline. Leaving the block shuts the server down gracefully, bounded by
+``graceful_timeout``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import sniffio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config, Sockets
 from hypercorn.typing import AppWrapper, ASGIFramework
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["serve_asgi"]
 
@@ -67,12 +68,28 @@ def _listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+_READY_PATH = "/__cl_client_testing_ready"
+
+
+def _with_readiness(app: ASGIApp) -> ASGIApp:
+    """``app``, except that the readiness probe is answered here and never reaches it."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == _READY_PATH:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 async def _answered(host: str, port: int, timeout: float = 10.0) -> None:
-    """Return once the server has answered one request (any status) on ``host:port``."""
-    request = b"GET /__ready HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n"
+    """Return once the server has answered the readiness probe on ``host:port``."""
+    request = f"GET {_READY_PATH} HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n"
     with anyio.fail_after(timeout):
         async with await anyio.connect_tcp(host, port) as stream:
-            await stream.send(request)
+            await stream.send(request.encode())
             with contextlib.suppress(anyio.EndOfStream):
                 while await stream.receive():
                     pass
@@ -96,7 +113,8 @@ async def serve_asgi(
     bound_port: int = sock.getsockname()[1]  # pyright: ignore[reportAny]
     url_host = f"[{host}]" if ":" in host else host
     sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
-    wrapped = ASGIWrapper(cast(ASGIFramework, app))  # starlette's and hypercorn's ASGI types
+    # starlette's and hypercorn's ASGI types describe the same protocol
+    wrapped = ASGIWrapper(cast(ASGIFramework, _with_readiness(app)))
     worker_serve = _worker_serve("trio" if sniffio.current_async_library() == "trio" else "asyncio")
     stop = anyio.Event()
     shutdown_trigger: Callable[[], Awaitable[None]] = stop.wait
