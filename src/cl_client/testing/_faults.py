@@ -1,8 +1,8 @@
 """Job records, job events and the fault switches of the local compute service.
 
 :class:`Faults` holds the switches tests use to make the service misbehave on purpose: task
-latency, failures (the usual silent one, or the rare one with an ``error`` event), and dropped,
-duplicated or reordered job events.
+latency, failures (the usual silent one, or the rare one with an ``error`` event), dropped,
+duplicated or reordered job events, and empty ``GET /capabilities`` answers.
 """
 
 from __future__ import annotations
@@ -155,6 +155,9 @@ class Faults:
         """Seconds every job spends in ``processing`` before its task runs."""
         self.event_rules: list[EventRule] = []
         self.job_rules: list[JobRule] = []
+        self.empty_capabilities: int = 0
+        """How many more ``GET /capabilities`` calls answer with no workers. The real server
+        answers its very first call after a start that way (PROTOCOL.md §8): set it to 1."""
 
     # -- events ------------------------------------------------------------------------------
 
@@ -268,9 +271,11 @@ class Faults:
         return taken
 
     def clear(self) -> None:
-        """Switch every fault off (blocked jobs go on) and reset ``task_delay``."""
+        """Switch every fault off (blocked jobs go on); reset ``task_delay`` and
+        ``empty_capabilities``."""
         for rule in self.job_rules:
             rule.cancel()
         self.event_rules.clear()
         self.job_rules.clear()
         self.task_delay = 0.0
+        self.empty_capabilities = 0

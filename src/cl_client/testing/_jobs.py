@@ -259,6 +259,9 @@ class ComputeState:
     def capabilities_summary(self) -> dict[str, JsonValue]:
         """``GET /capabilities``: idle counts summed per capability, and the worker count."""
         counts: dict[str, JsonValue] = {}
+        if self.faults.empty_capabilities > 0:
+            self.faults.empty_capabilities -= 1
+            return {"num_workers": 0, "capabilities": counts}
         for ad in self.workers_seen.values():
             for cap in ad.capabilities:
                 previous = counts.get(cap, 0)
