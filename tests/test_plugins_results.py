@@ -339,6 +339,33 @@ async def test_run_parallel_limits_concurrency_and_reports_failures_per_item() -
     assert [o.unwrap() for o in ordered if o.ok] == [n * n for n in range(10) if n % 4 != 3]
 
 
+async def test_run_parallel_call_finishing_after_the_consumer_was_cancelled() -> None:
+    """A call that completes a shielded step after the consumer was cancelled (as a download
+    finishing in a worker thread does) must not raise BrokenResourceError into the block."""
+    release = anyio.Event()
+
+    async def stubborn(n: int) -> int:
+        with anyio.CancelScope(shield=True):
+            await release.wait()
+        return n  # no checkpoint after the shielded step: the call returns normally
+
+    async def consume(scope: anyio.CancelScope) -> None:
+        with scope:
+            async with run_parallel(stubborn, range(2), limit=2) as results:
+                async for _ in results:  # pragma: no cover - cancelled before any outcome
+                    pass
+
+    scope = anyio.CancelScope()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume, scope)
+            await anyio.sleep(0.05)
+            scope.cancel()  # the consumer leaves; the calls are still in their shielded step
+            await anyio.sleep(0.05)
+            release.set()
+    assert scope.cancelled_caught
+
+
 async def test_run_parallel_leaving_early_cancels_and_errors_are_not_grouped() -> None:
     started: list[int] = []
 

@@ -100,7 +100,13 @@ async def _worker(
                 outcome = Outcome(index, item, error=exc)
             else:
                 outcome = Outcome(index, item, value=value)
-            send.send_nowait(outcome)
+            try:
+                send.send_nowait(outcome)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                # The consumer left (the block ended, or was cancelled) while this call was
+                # finishing a step that cancellation does not interrupt (a shielded cleanup, a
+                # worker thread): nobody wants the outcome any more.
+                return
 
 
 @asynccontextmanager
