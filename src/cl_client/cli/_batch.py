@@ -1,0 +1,420 @@
+"""The batch engine behind every plugin command: inputs, output names, parallel submission
+through the library's :func:`~cl_client.plugins.run_parallel`, live progress, results.
+
+For each input, in parallel under ``--concurrency``:
+
+1. submit it (the plugin's own submission method, with an ``on_progress`` callback that feeds
+   the live display from MQTT);
+2. wait for the job (``client.wait``, MQTT with HTTP reconciliation) under ``--timeout``;
+3. fetch the typed result and save what the job produced into a staging directory beside the
+   destination, then move it into place, so an interrupted run leaves no partial file;
+4. delete the job (unless ``--keep-jobs``) and report the outcome: a JSON line at once with
+   ``--json``, a line or the live display on stderr, the summary table at the end.
+
+A failed input never stops the others. Ctrl-C stops submitting, cancels what is in flight and
+reports the jobs left running on the server.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+
+from ._command import CliError, ExitCode
+from ._context import App, describe_error
+from ._display import BatchDisplay, make_display, print_summary, totals_line
+from ._plugin import BatchOptions, ItemResult, PluginTask
+
+if TYPE_CHECKING:
+    from cl_client import ComputeClient, JobResponse, JobUpdate
+
+__all__ = ["Item", "ItemOutcome", "expand_inputs", "plan_items", "run_batch"]
+
+Status = Literal["completed", "failed", "timeout", "skipped", "submitted", "interrupted"]
+
+_DELETE_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class Item:
+    """One input of the batch."""
+
+    index: int
+    path: Path
+    """The file to upload."""
+    label: str
+    """How the input is shown (the path as given, or found under a directory given)."""
+    target: Path | None = None
+    """Where its output goes (None without ``--output``)."""
+    job_id: str | None = None
+    state: str = "pending"
+    started: float | None = None
+
+
+@dataclass
+class ItemOutcome:
+    """How one input ended."""
+
+    item: Item
+    status: Status
+    result: ItemResult | None = None
+    error: str | None = None
+    elapsed: float | None = None
+    code: ExitCode = ExitCode.OK
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("completed", "skipped", "submitted")
+
+    @property
+    def outputs(self) -> list[Path]:
+        return self.result.outputs if self.result is not None else []
+
+    def to_json(self, task_type: str) -> dict[str, object]:
+        """The NDJSON record of this input."""
+        return {
+            "input": self.item.label,
+            "task_type": task_type,
+            "job_id": self.item.job_id,
+            "status": self.status,
+            "result": self.result.fields if self.result is not None else None,
+            "outputs": [str(p) for p in self.outputs],
+            "error": self.error,
+            "elapsed": round(self.elapsed, 3) if self.elapsed is not None else None,
+        }
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def _walk(directory: Path, recursive: bool) -> Iterator[Path]:
+    entries = sorted(directory.iterdir(), key=lambda p: p.name)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if recursive:
+                yield from _walk(entry, recursive)
+        elif entry.is_file():
+            yield entry
+
+
+def expand_inputs(
+    inputs: Sequence[Path], *, recursive: bool, globs: Sequence[str]
+) -> list[tuple[Path, str, Path]]:
+    """Every input file as ``(path, label, relative output path)``, in order, once each.
+
+    A directory gives its files (``recursive``: and those below), filtered by ``globs``
+    (matched against file names); files named directly are always taken. A missing input or
+    an empty result is a usage error (exit code 2), before anything is sent.
+    """
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise CliError(f"no such file or directory: {', '.join(missing)}", ExitCode.USAGE)
+    found: list[tuple[Path, str, Path]] = []
+    seen: set[Path] = set()
+    for given in inputs:
+        if given.is_dir():
+            candidates = [
+                (path, path.relative_to(given))
+                for path in _walk(given, recursive)
+                if not globs or any(fnmatch.fnmatch(path.name, g) for g in globs)
+            ]
+        elif given.is_file():
+            candidates = [(given, Path(given.name))]
+        else:
+            raise CliError(f"not a regular file or directory: {given}", ExitCode.USAGE)
+        for path, relative in candidates:
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append((path, str(path), relative))
+    if not found:
+        where = f" matching {' or '.join(repr(g) for g in globs)}" if globs else ""
+        hint = "" if recursive else " (use -r for subdirectories)"
+        raise CliError(f"no input files found{where}{hint}", ExitCode.USAGE)
+    return found
+
+
+def plan_items(task: PluginTask, options: BatchOptions) -> list[Item]:
+    """The batch's items with their output paths, checked for clashes (usage errors)."""
+    found = expand_inputs(options.inputs, recursive=options.recursive, globs=options.globs)
+    items = [Item(i, path, label) for i, (path, label, _) in enumerate(found)]
+    output = options.output
+    if output is None:
+        return items
+    single_target = (
+        len(found) == 1
+        and not options.output_is_dir
+        and not output.is_dir()
+        and not task.output_is_dir
+    )
+    if single_target:
+        items[0].target = output
+    else:
+        if output.exists() and not output.is_dir():
+            raise CliError(
+                f"--output {output} is a file, but {len(found)} inputs need a directory",
+                ExitCode.USAGE,
+            )
+        if len(found) == 1 and task.output_is_dir and not output.is_dir():
+            items[0].target = output  # the bundle's own directory
+        else:
+            for item, (_, _, relative) in zip(items, found, strict=True):
+                item.target = output / relative.parent / task.output_name(relative)
+    inputs = {item.path.resolve(): item for item in items}
+    owners: dict[Path, Item] = {}
+    for item in items:
+        assert item.target is not None
+        key = item.target.resolve()
+        if key in inputs:
+            raise CliError(
+                f"the output of {item.label} would replace the input {inputs[key].label}: "
+                "choose another --output",
+                ExitCode.USAGE,
+            )
+        if key in owners:
+            raise CliError(
+                f"{owners[key].label} and {item.label} would both be saved as {item.target}: "
+                "run them separately or into different --output directories",
+                ExitCode.USAGE,
+            )
+        owners[key] = item
+    return items
+
+
+# ------------------------------------------------------------------------------------ engine
+
+
+def _make_staging(directory: Path, name: str) -> str:
+    return tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=directory.resolve())
+
+
+def _publish(staging: Path, directory: Path, overwrite: bool) -> None:
+    """Move everything in ``staging`` into ``directory`` (replacing only with ``overwrite``)."""
+    for entry in sorted(staging.iterdir()):
+        dest = directory / entry.name
+        if dest.exists() or dest.is_symlink():
+            if not overwrite:
+                raise CliError(f"{dest} already exists (pass --overwrite to replace it)")
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            else:
+                dest.unlink()
+        os.replace(entry, dest)
+
+
+class _Runner:
+    """Runs the items of one batch against one client."""
+
+    def __init__(
+        self,
+        app: App,
+        client: ComputeClient,
+        task: PluginTask,
+        options: BatchOptions,
+        display: BatchDisplay,
+        report: Callable[[ItemOutcome], None],
+    ) -> None:
+        self.app = app
+        self.client = client
+        self.task = task
+        self.options = options
+        self.display = display
+        self.report = report
+        self.in_flight: dict[int, Item] = {}
+
+    async def process(self, item: Item) -> ItemOutcome:
+        """Run one item and report its outcome at once (here, not in the consumer, so an
+        outcome is never lost when Ctrl-C cancels the batch right after a file was saved)."""
+        item.started = anyio.current_time()
+        self.in_flight[item.index] = item
+        self.display.job_state(item, "uploading")
+        try:
+            outcome = await self._process(item)
+        except Exception as exc:
+            code, message = describe_error(exc)
+            outcome = ItemOutcome(item, "failed", error=message, code=code)
+        outcome.elapsed = anyio.current_time() - item.started
+        del self.in_flight[item.index]
+        self.report(outcome)
+        return outcome
+
+    async def _process(self, item: Item) -> ItemOutcome:
+        options = self.options
+
+        def on_progress(update: JobUpdate) -> None:
+            self.display.job_state(item, update.status)
+
+        job = await self.task.submit(self.client, item.path, options.priority, on_progress)
+        item.job_id = job.job_id
+        self.display.job_state(item, job.status)
+        if options.no_wait:
+            return ItemOutcome(item, "submitted")
+        with anyio.move_on_after(options.timeout if options.timeout is not None else math.inf):
+            final = await self.client.wait(job.job_id, raise_on_error=False)
+            return await self._finish(item, final)
+        return ItemOutcome(
+            item,
+            "timeout",
+            error=f"did not finish within {options.timeout:g} s; job {job.job_id} is still "
+            "on the server",
+            code=ExitCode.FAILED,
+        )
+
+    async def _finish(self, item: Item, final: JobResponse) -> ItemOutcome:
+        if final.is_failed:
+            await self._delete(final.job_id)
+            return ItemOutcome(
+                item,
+                "failed",
+                error=final.error_message or "the job failed (no error message given)",
+                code=ExitCode.FAILED,
+            )
+        self.display.job_state(item, "saving" if item.target is not None else "fetching")
+        result = await self._collect(item, final)
+        await self._delete(final.job_id)
+        return ItemOutcome(item, "completed", result=result)
+
+    async def _collect(self, item: Item, job: JobResponse) -> ItemResult:
+        target = item.target
+        if target is None:
+            return await self.task.collect(self.client, job, None)
+        directory = target.parent
+        await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+        # Absolute, so the paths the library returns (some resolve their directory) map back.
+        staging = Path(await anyio.to_thread.run_sync(_make_staging, directory, target.name))
+        try:
+            result = await self.task.collect(self.client, job, staging / target.name)
+            # Once the files are moved into place the outcome must be reported: no cancellation
+            # between here and the report (the job's deletion is shielded too).
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_publish, staging, directory, self.options.overwrite)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
+        return replace(
+            result, outputs=[directory / path.relative_to(staging) for path in result.outputs]
+        )
+
+    async def _delete(self, job_id: str) -> None:
+        if self.options.keep_jobs:
+            return
+        from cl_client import ClClientError
+
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_DELETE_TIMEOUT):
+            try:
+                await self.client.delete_job(job_id)
+            except ClClientError as exc:
+                self.app.output.warn(f"could not delete job {job_id}: {exc}")
+
+
+@dataclass
+class _Tally:
+    outcomes: list[ItemOutcome] = field(default_factory=list[ItemOutcome])
+
+    def add(self, outcome: ItemOutcome) -> None:
+        self.outcomes.append(outcome)
+
+    def code(self) -> ExitCode:
+        codes = {o.code for o in self.outcomes if not o.ok}
+        if ExitCode.UNAVAILABLE in codes:
+            return ExitCode.UNAVAILABLE
+        if ExitCode.USAGE in codes:
+            return ExitCode.USAGE
+        return ExitCode.FAILED if codes else ExitCode.OK
+
+
+async def run_batch(app: App, task: PluginTask, options: BatchOptions) -> ExitCode:
+    """Run one plugin over every input; the exit code says how it went."""
+    items = plan_items(task, options)
+    tally = _Tally()
+    todo: list[Item] = []
+    for item in items:
+        if item.target is not None and not options.overwrite and item.target.exists():
+            tally.add(
+                ItemOutcome(
+                    item, "skipped", error=f"{item.target} exists (--overwrite replaces it)"
+                )
+            )
+        else:
+            todo.append(item)
+    if options.output is None and task.saves_files_only and not options.no_wait:
+        app.output.info(
+            "no --output given: what the jobs produce is not saved (use -o DIR to keep it)"
+        )
+    started = anyio.current_time()
+    runner: _Runner | None = None
+    finished = False
+    try:
+        async with app.open_client() as client:
+            await _check_workers(app, client, task.task_type)
+            display = make_display(app, task, total=len(items))
+            async with display:
+
+                def report(outcome: ItemOutcome) -> None:
+                    tally.add(outcome)
+                    display.finished(outcome)
+                    if app.output.json:
+                        app.output.json_line(outcome.to_json(task.task_type))
+
+                skipped, tally.outcomes = tally.outcomes, []
+                for outcome in skipped:
+                    report(outcome)
+                runner = _Runner(app, client, task, options, display, report)
+                from cl_client.plugins import run_parallel
+
+                async with run_parallel(runner.process, todo, limit=options.concurrency) as done:
+                    async for result in done:
+                        result.unwrap()  # reported by the runner already
+        finished = True
+    finally:
+        # Also when Ctrl-C cancelled the batch: what finished is reported, and what runs on.
+        if app.interrupted and runner is not None:
+            _report_interrupted(app, task, runner, tally)
+        if finished or app.interrupted:
+            elapsed = anyio.current_time() - started
+            if not app.output.json:
+                print_summary(app, task, tally.outcomes, elapsed, no_wait=options.no_wait)
+            else:
+                totals_line(app, tally.outcomes, elapsed)
+    return tally.code()
+
+
+def _report_interrupted(app: App, task: PluginTask, runner: _Runner, tally: _Tally) -> None:
+    running = [item for item in runner.in_flight.values() if item.job_id is not None]
+    out = app.output
+    if out.json:
+        for item in running:
+            out.json_line(ItemOutcome(item, "interrupted").to_json(task.task_type))
+    if running:
+        ids = " ".join(item.job_id or "" for item in running)
+        out.error(
+            f"interrupted: {len(running)} job(s) still on the server: {ids}\n"
+            f"  follow them with: cl-client job watch {ids}"
+        )
+    else:
+        out.error(f"interrupted after {len(tally.outcomes)} input(s); no job left running")
+
+
+async def _check_workers(app: App, client: ComputeClient, task_type: str) -> None:
+    """Warn (only) when no worker offers the task: the jobs would wait in the queue."""
+    from cl_client import ClClientError
+
+    try:
+        capabilities = await client.get_capabilities()
+    except ClClientError:
+        return
+    if task_type not in capabilities.capabilities:
+        app.output.warn(
+            f"no worker offers {task_type} right now: the jobs wait in the queue until one does"
+        )

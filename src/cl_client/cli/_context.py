@@ -1,0 +1,563 @@
+"""The shared runtime of every command: settings precedence, building the client, output, and
+mapping errors to exit codes.
+
+Imported only once a command is about to run (never for ``--help``). The pieces, in the order
+a command meets them:
+
+* :class:`Settings`: the root options resolved ``flags > environment > layers > defaults``,
+  remembering where each value came from. ``layers`` is where a future configuration file or
+  profile plugs in (between the environment and the defaults) without touching the commands.
+* :class:`Output`: results on stdout (one JSON object per line with ``--json``), messages,
+  progress and logs on stderr, rich rendering only on a terminal.
+* :meth:`App.open_client`: the one way to get a connected
+  :class:`~cl_client.ComputeClient` (starting the local service for ``--local``, logging in
+  with ``--username``), failing with exit code 3 and one clear line when something cannot be
+  reached or refuses the credentials.
+* :func:`execute` / :func:`run_main`: run a command's work on the chosen backend, turn Ctrl-C
+  into a clean cancellation (exit 130) and every error into one line and an exit code
+  (a traceback only with ``--verbose``).
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Final, TextIO, cast
+
+import anyio
+import anyio.abc
+
+from ._command import DEFAULTS, CliError, ExitCode, Invocation, RootOptions
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cl_client import ComputeClient
+    from cl_client.auth import AuthProvider
+
+__all__ = [
+    "App",
+    "Output",
+    "Settings",
+    "describe_error",
+    "execute",
+    "run_main",
+]
+
+logger = logging.getLogger("cl_client.cli")
+
+LOCAL_EXTRA_HINT: Final = (
+    "--local needs the local compute service, which comes with the 'local' extra: "
+    "pip install 'cl-client[local]'"
+)
+
+
+# ---------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective root settings of one command, and where each value came from."""
+
+    compute_url: str
+    mqtt_url: str
+    auth_url: str
+    username: str | None
+    password: str | None
+    no_auth: bool
+    mqtt_enabled: bool
+    local: bool
+    json: bool
+    backend: str
+    verbose: int
+    quiet: bool
+    sources: Mapping[str, str] = field(default_factory=dict[str, str])
+    """Per setting: ``"flag"``, ``"env NAME"``, a layer's name, or ``"default"``."""
+
+    @classmethod
+    def resolve(
+        cls, root: RootOptions, layers: Sequence[tuple[str, Mapping[str, str]]] = ()
+    ) -> Settings:
+        """Flags and environment (already in ``root``) > each layer in order > defaults.
+
+        ``layers`` are ``(name, values)`` pairs, for example a profile from a configuration
+        file; their values are strings keyed by setting name (``compute_url``, ...).
+        """
+        sources = dict(root.sources)
+        given: dict[str, str | None] = {
+            "compute_url": root.compute_url,
+            "mqtt_url": root.mqtt_url,
+            "auth_url": root.auth_url,
+            "username": root.username,
+            "password": root.password,
+            "backend": root.backend,
+        }
+        values: dict[str, str | None] = {}
+        for name, value in given.items():
+            if value is None:
+                for layer_name, layer in layers:
+                    if layer.get(name) is not None:
+                        value = layer[name]
+                        sources[name] = layer_name
+                        break
+            if value is None and name in DEFAULTS:
+                value = DEFAULTS[name]
+                sources[name] = "default"
+            values[name] = value
+        return cls(
+            compute_url=values["compute_url"] or DEFAULTS["compute_url"],
+            mqtt_url=values["mqtt_url"] or DEFAULTS["mqtt_url"],
+            auth_url=values["auth_url"] or DEFAULTS["auth_url"],
+            username=None if root.no_auth or root.local else values["username"],
+            password=None if root.no_auth or root.local else values["password"],
+            no_auth=root.no_auth,
+            mqtt_enabled=not root.no_mqtt,
+            local=root.local,
+            json=root.json,
+            backend=values["backend"] or DEFAULTS["backend"],
+            verbose=root.verbose,
+            quiet=root.quiet,
+            sources=sources,
+        )
+
+    def source(self, name: str) -> str:
+        """Where the value of ``name`` came from."""
+        return self.sources.get(name, "default")
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or exotic stream
+        return False
+
+
+class Output:
+    """Where everything a command prints goes.
+
+    Results go to stdout: one JSON object per line with ``--json``, otherwise text or a table.
+    Messages, progress and logs go to stderr (nothing at all with ``--quiet`` but errors).
+    """
+
+    def __init__(self, inv: Invocation, *, json_mode: bool, quiet: bool) -> None:
+        self._inv = inv
+        self.json = json_mode
+        self.quiet = quiet
+        self._stdout_console: Console | None = None
+        self._stderr_console: Console | None = None
+
+    @property
+    def stdout(self) -> IO[str]:
+        return self._inv.out
+
+    @property
+    def stderr(self) -> IO[str]:
+        return self._inv.err
+
+    @property
+    def stdout_is_tty(self) -> bool:
+        return _is_tty(self.stdout)
+
+    @property
+    def stderr_is_tty(self) -> bool:
+        return _is_tty(self.stderr)
+
+    @property
+    def live(self) -> bool:
+        """Whether live displays may be drawn (stderr is a terminal and not ``--quiet``)."""
+        return self.stderr_is_tty and not self.quiet
+
+    # -- rich consoles, created on first use ------------------------------------------------
+    @property
+    def console(self) -> Console:
+        """A rich console on stdout (tables of results)."""
+        if self._stdout_console is None:
+            self._stdout_console = _console(self._inv.stdout, self.stdout, stderr=False)
+        return self._stdout_console
+
+    @property
+    def err_console(self) -> Console:
+        """A rich console on stderr (live displays, logs)."""
+        if self._stderr_console is None:
+            self._stderr_console = _console(self._inv.stderr, self.stderr, stderr=True)
+        return self._stderr_console
+
+    # -- writing ----------------------------------------------------------------------------
+    def json_line(self, value: object) -> None:
+        """One JSON object on one line of stdout, flushed at once (for ``| jq``)."""
+        text = json.dumps(value, ensure_ascii=False, default=_json_default)
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def line(self, text: str = "") -> None:
+        """A plain line of results on stdout."""
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def info(self, message: str) -> None:
+        """A message for people, on stderr (not with ``--quiet``)."""
+        if not self.quiet:
+            self._err_line(message)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr (not with ``--quiet``)."""
+        if not self.quiet:
+            self._err_line(f"warning: {message}")
+
+    def error(self, message: str) -> None:
+        """An error on stderr (always)."""
+        self._err_line(f"error: {message}")
+
+    def _err_line(self, text: str) -> None:
+        if self._stderr_console is not None and self._stderr_console.is_terminal:
+            # Through rich, so a live display running on stderr is not torn apart.
+            self._stderr_console.print(text, markup=False, highlight=False, soft_wrap=True)
+            return
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _console(given: IO[str] | None, stream: IO[str], *, stderr: bool) -> Console:
+    """A console on ``given``, or on sys.stdout/sys.stderr looked up at each write."""
+    from rich.console import Console
+
+    width = None
+    if not _is_tty(stream) and "COLUMNS" not in os.environ:
+        width = 160  # a pipe or a file: wide enough that hashes and paths stay on one line
+    if given is None:
+        return Console(stderr=stderr, width=width, highlight=False)
+    return Console(file=given, width=width, highlight=False)
+
+
+# --------------------------------------------------------------------------------------- app
+
+
+class App:
+    """What a running command works with: its settings, its output, and its client."""
+
+    def __init__(self, inv: Invocation, settings: Settings) -> None:
+        self.invocation = inv
+        self.settings = settings
+        self.output = Output(inv, json_mode=settings.json, quiet=settings.quiet)
+        self.interrupted = False
+        """Set when Ctrl-C (or SIGTERM) stopped the command."""
+        self.stack = AsyncExitStack()
+        """Closed when the command ends: for services the command started (``--local``)."""
+        self._local_urls: tuple[str, str] | None = None
+        self._scopes: list[anyio.CancelScope] = []
+
+    @property
+    def verbose(self) -> bool:
+        return self.settings.verbose > 0
+
+    # -- the client ---------------------------------------------------------------------------
+    async def client_settings(self, **overrides: object) -> object:
+        """Keyword arguments for ClientSettings: URLs (the local service's with ``--local``)."""
+        compute_url, mqtt_url = await self._urls()
+        return {
+            "compute_url": compute_url,
+            "mqtt_url": mqtt_url,
+            "mqtt_enabled": self.settings.mqtt_enabled,
+            **overrides,
+        }
+
+    async def _urls(self) -> tuple[str, str]:
+        if not self.settings.local:
+            return self.settings.compute_url, self.settings.mqtt_url
+        if self._local_urls is None:  # pragma: no cover - execute() starts it first
+            raise RuntimeError("the local service was not started")
+        return self._local_urls
+
+    async def start_local(self) -> None:
+        """Start the local compute service (``--local``) for the rest of the command."""
+        try:
+            from cl_client.testing import LocalComputeService
+        except ImportError as exc:
+            raise CliError(f"{LOCAL_EXTRA_HINT} ({exc})", ExitCode.USAGE) from None
+        workers = max(1, min(4, os.cpu_count() or 1))
+        service = await self.stack.enter_async_context(LocalComputeService(workers=workers))
+        self.output.info(f"local compute service at {service.compute_url} ({workers} workers)")
+        self._local_urls = service.compute_url, service.mqtt_url
+
+    @contextmanager
+    def interruptible(self) -> Generator[anyio.CancelScope]:
+        """A cancel scope that Ctrl-C cancels."""
+        with anyio.CancelScope() as scope:
+            self._scopes.append(scope)
+            if self.interrupted:
+                scope.cancel()
+            try:
+                yield scope
+            finally:
+                self._scopes.remove(scope)
+
+    def interrupt(self) -> None:
+        """Stop the command as Ctrl-C does."""
+        self.interrupted = True
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def _auth(self, stack: AsyncExitStack) -> AuthProvider | None:
+        """The credentials to send: a logged-in session for ``--username``, else none."""
+        settings = self.settings
+        if settings.username is None:
+            return None
+        from cl_client import AuthenticationError, TransportError
+        from cl_client.auth import SessionManager
+
+        compute_url, mqtt_url = await self._urls()
+        session = await stack.enter_async_context(
+            SessionManager(auth_url=settings.auth_url, compute_url=compute_url, mqtt_url=mqtt_url)
+        )
+        password = settings.password if settings.password is not None else ""
+        try:
+            await session.login(settings.username, password)
+        except AuthenticationError as exc:
+            raise CliError(
+                f"the auth service at {settings.auth_url} refused the credentials of "
+                f"{settings.username!r}: {_detail(exc)}",
+                ExitCode.UNAVAILABLE,
+            ) from exc
+        except TransportError as exc:
+            raise CliError(
+                f"cannot reach the auth service at {settings.auth_url} ({exc}); "
+                "check --auth-url / AUTH_URL",
+                ExitCode.UNAVAILABLE,
+            ) from exc
+        logger.info("logged in to %s as %s", settings.auth_url, settings.username)
+        return session.auth_provider
+
+    @asynccontextmanager
+    async def open_client(self, *, check_server: bool = True) -> AsyncGenerator[ComputeClient]:
+        """A connected ComputeClient, closed when the block ends.
+
+        Fails with exit code 3 when the compute service or the broker cannot be reached, or
+        when the service needs credentials and none were given.
+        """
+        from cl_client import ClientSettings, ComputeClient, TransportError
+
+        async with AsyncExitStack() as stack:
+            auth = await self._auth(stack)
+            values = await self.client_settings()
+            try:
+                settings = ClientSettings.model_validate(values)
+            except ValueError as exc:
+                raise CliError(f"invalid settings: {exc}", ExitCode.USAGE) from None
+            client = ComputeClient(settings, auth=auth, check_server=check_server)
+            try:
+                await stack.enter_async_context(client)
+            except TransportError as exc:
+                raise CliError(_unreachable(exc, settings.mqtt.url), ExitCode.UNAVAILABLE) from exc
+            if client.server is not None and client.server.auth_required and auth is None:
+                raise CliError(
+                    f"the compute service at {settings.compute_url} requires a login (guest "
+                    "mode is off): pass --username (or set CL_USERNAME and CL_PASSWORD)",
+                    ExitCode.UNAVAILABLE,
+                )
+            yield client
+
+
+def _detail(exc: Exception) -> str:
+    detail = getattr(exc, "detail", None)
+    return detail if isinstance(detail, str) and detail else str(exc)
+
+
+def _unreachable(exc: Exception, mqtt_url: str) -> str:
+    from cl_client import MqttError
+
+    if isinstance(exc, MqttError):
+        return (
+            f"cannot reach the MQTT broker at {mqtt_url} ({exc}); check --mqtt-url / MQTT_URL, "
+            "or pass --no-mqtt to follow jobs by HTTP polling"
+        )
+    return f"{exc}; check --compute-url / COMPUTE_URL, or try --local"
+
+
+# ----------------------------------------------------------------------------- error mapping
+
+
+def describe_error(exc: BaseException) -> tuple[ExitCode, str]:
+    """The exit code and the one-line message for an error that ended a command."""
+    if isinstance(exc, CliError):
+        return exc.code, exc.message
+    from cl_client import (
+        AuthenticationError,
+        ClClientError,
+        JobFailedError,
+        JobTimeoutError,
+        ParameterError,
+        PermissionDeniedError,
+        TransportError,
+    )
+
+    if isinstance(exc, TransportError):
+        return ExitCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+        return ExitCode.UNAVAILABLE, f"{exc} (check --username / CL_USERNAME and the password)"
+    if isinstance(exc, ParameterError):
+        return ExitCode.USAGE, str(exc)
+    if isinstance(exc, JobFailedError | JobTimeoutError | ClClientError):
+        return ExitCode.FAILED, str(exc)
+    if isinstance(exc, OSError):
+        filename = cast(object, exc.filename)
+        where = f": {filename}" if isinstance(filename, str | Path) else ""
+        return ExitCode.FAILED, f"{exc.strerror or exc}{where}"
+    return ExitCode.FAILED, f"unexpected {type(exc).__name__}: {exc} (run with -v for details)"
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+class _StderrHandler(logging.Handler):
+    """Log records on the command's stderr, looked up at each record (so rich's live display,
+    which redirects ``sys.stderr``, keeps them above itself)."""
+
+    def __init__(self, stream: Callable[[], IO[str]]) -> None:
+        super().__init__()
+        self._stream = stream
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = self._stream()
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # pragma: no cover - logging must never break the command
+            self.handleError(record)
+
+
+@asynccontextmanager
+async def _logging(inv: Invocation, verbose: int) -> AsyncGenerator[None]:
+    library = logging.getLogger("cl_client")
+    if verbose <= 0:
+        # The library's warnings (a subscription ended when the client closed, ...) are not
+        # for people running a command: the command reports what matters itself.
+        quiet = logging.NullHandler()
+        library.addHandler(quiet)
+        try:
+            yield
+        finally:
+            library.removeHandler(quiet)
+        return
+    use_sys = inv.stderr is None
+    handler = _StderrHandler(lambda: sys.stderr if use_sys else inv.err)
+    root = logging.getLogger("cl_client")
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+def prompt_password(inv: Invocation, settings: Settings) -> str | None:
+    """Ask for the password when a username was given without one (hidden, on the terminal).
+
+    Returns the password typed, or None when no prompt was needed.
+    """
+    if settings.username is None or settings.password is not None:
+        return None
+    if not inv.needs_server:
+        return None
+    if not _is_tty(sys.stdin):
+        raise CliError(
+            f"a password is needed for {settings.username!r}: pass --password or set CL_PASSWORD",
+            ExitCode.USAGE,
+        )
+    return getpass.getpass(f"Password for {settings.username}: ", stream=cast(TextIO, inv.err))
+
+
+async def _watch_signals(app: App, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            if app.interrupted:
+                app.output.error("interrupted again: exiting at once")
+                os._exit(ExitCode.INTERRUPTED)
+            app.interrupt()
+
+
+async def execute(inv: Invocation, *, handle_signals: bool) -> ExitCode:
+    """Run the parsed command's work; every error becomes a message and an exit code.
+
+    Ctrl-C (SIGINT) and SIGTERM cancel the work, not the services the command started for
+    itself (``--local``): those stop cleanly afterwards.
+    """
+    work = inv.work
+    assert work is not None
+    app = App(inv, Settings.resolve(inv.root))
+    code = ExitCode.OK
+    async with _logging(inv, app.settings.verbose):
+        try:
+            password = prompt_password(inv, app.settings)
+            if password is not None:
+                app.settings = replace(app.settings, password=password)
+            async with anyio.create_task_group() as tg:
+                if handle_signals:
+                    await tg.start(_watch_signals, app)
+                # A service's task group must be left in the cancel scope it was entered in:
+                # the stack lives out here, the interruptible work in its own scope.
+                async with app.stack:
+                    if app.settings.local and inv.needs_server:
+                        await app.start_local()  # Ctrl-C meanwhile: the work does not start
+                    if not app.interrupted:
+                        with app.interruptible():
+                            code = await work(app)
+                tg.cancel_scope.cancel()
+        except Exception as exc:
+            error = _unwrap(exc)
+            code, message = describe_error(error)
+            if app.verbose:
+                logger.error("%s failed", inv.command or "cl-client", exc_info=error)
+            app.output.error(message)
+        if app.interrupted:
+            code = ExitCode.OK if inv.ends_on_interrupt else ExitCode.INTERRUPTED
+    return code
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one error inside (nested) single-error exception groups."""
+    current: BaseException = exc
+    while isinstance(current, BaseExceptionGroup):
+        members = cast(tuple[BaseException, ...], current.exceptions)  # pyright: ignore[reportUnknownMemberType]
+        if len(members) != 1:
+            return cast(BaseException, current)
+        current = members[0]
+    return current
+
+
+def run_main(inv: Invocation, args: Sequence[str]) -> int:
+    """Run the command on its backend (``--backend``), as the ``cl-client`` script does."""
+    del args
+    backend = inv.root.backend or DEFAULTS["backend"]
+    try:
+        return int(anyio.run(functools.partial(execute, inv, handle_signals=True), backend=backend))
+    except KeyboardInterrupt:
+        # Ctrl-C before the signal handler was installed (or during the password prompt).
+        print(file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # stdout went away (``| head``): stop quietly, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitCode.FAILED
