@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import anyio
+import anyio.lowlevel
 
 from ._command import CliError, ExitCode
 from ._context import App, describe_error
@@ -42,6 +43,8 @@ __all__ = ["Item", "ItemOutcome", "expand_inputs", "plan_items", "run_batch"]
 Status = Literal["completed", "failed", "timeout", "skipped", "submitted", "interrupted"]
 
 _DELETE_TIMEOUT = 10.0
+UPLOAD_GRACE = 5.0
+"""After Ctrl-C, how long an upload in progress may go on (so its job id is known)."""
 
 
 @dataclass(eq=False)
@@ -232,6 +235,17 @@ class _Runner:
         self.display = display
         self.report = report
         self.in_flight: dict[int, Item] = {}
+        self.uploads: set[anyio.CancelScope] = set()
+
+    def interrupted(self) -> None:
+        """Ctrl-C: the uploads in progress may finish within the grace period."""
+        if self.uploads:
+            self.app.output.info(
+                f"interrupted: giving {len(self.uploads)} upload(s) up to {UPLOAD_GRACE:g} s to "
+                "finish, to learn their job ids"
+            )
+        for upload in self.uploads:
+            upload.deadline = min(upload.deadline, anyio.current_time() + UPLOAD_GRACE)
 
     async def process(self, item: Item) -> ItemOutcome:
         """Run one item and report its outcome at once (here, not in the consumer, so an
@@ -255,7 +269,19 @@ class _Runner:
         def on_progress(update: JobUpdate) -> None:
             self.display.job_state(item, update.status)
 
-        job = await self.task.submit(self.client, item.path, options.priority, on_progress)
+        # An upload in progress when Ctrl-C arrives gets a short grace period: once the server
+        # has the file it has created a job, and the job's id must be learnt to be reported.
+        await anyio.lowlevel.checkpoint()  # no new upload once Ctrl-C was pressed
+        job: JobResponse | None = None
+        with anyio.CancelScope(shield=True) as upload:
+            self.uploads.add(upload)
+            try:
+                job = await self.task.submit(self.client, item.path, options.priority, on_progress)
+            finally:
+                self.uploads.discard(upload)
+        if job is None:  # the grace period ran out: the upload was abandoned
+            await anyio.lowlevel.checkpoint()  # the batch is cancelled: this raises
+            raise CliError("the upload was abandoned")  # pragma: no cover
         item.job_id = job.job_id
         self.display.job_state(item, job.status)
         if options.no_wait:
@@ -373,9 +399,15 @@ async def run_batch(app: App, task: PluginTask, options: BatchOptions) -> ExitCo
                 runner = _Runner(app, client, task, options, display, report)
                 from cl_client.plugins import run_parallel
 
-                async with run_parallel(runner.process, todo, limit=options.concurrency) as done:
-                    async for result in done:
-                        result.unwrap()  # reported by the runner already
+                forget = app.on_interrupt(runner.interrupted)
+                try:
+                    async with run_parallel(
+                        runner.process, todo, limit=options.concurrency
+                    ) as done:
+                        async for result in done:
+                            result.unwrap()  # reported by the runner already
+                finally:
+                    forget()
         finished = True
     finally:
         # Also when Ctrl-C cancelled the batch: what finished is reported, and what runs on.

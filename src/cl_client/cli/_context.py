@@ -263,6 +263,7 @@ class App:
         """Closed when the command ends: for services the command started (``--local``)."""
         self._local_urls: tuple[str, str] | None = None
         self._scopes: list[anyio.CancelScope] = []
+        self._on_interrupt: list[Callable[[], None]] = []
 
     @property
     def verbose(self) -> bool:
@@ -312,8 +313,16 @@ class App:
     def interrupt(self) -> None:
         """Stop the command as Ctrl-C does."""
         self.interrupted = True
+        for callback in list(self._on_interrupt):
+            callback()
         for scope in self._scopes:
             scope.cancel()
+
+    def on_interrupt(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when Ctrl-C arrives (before the work is cancelled); returns a
+        function that removes it."""
+        self._on_interrupt.append(callback)
+        return lambda: self._on_interrupt.remove(callback)
 
     async def _auth(self, stack: AsyncExitStack) -> AuthProvider | None:
         """The credentials to send: a logged-in session for ``--username``, else none."""
