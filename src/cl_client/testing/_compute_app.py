@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 from fastapi import (
     APIRouter,
     FastAPI,
@@ -90,6 +91,10 @@ def create_compute_app(state: ComputeState, authorizer: ComputeAuthorizer | None
 
     @app.get("/jobs/{job_id}", dependencies=[user_dep])
     async def get_job(job_id: str) -> dict[str, JsonValue]:
+        state.job_reads.append((anyio.current_time(), job_id))
+        delay = state.faults.take_read_delay(job_id)
+        if delay > 0:
+            await anyio.sleep(delay)
         job = state.jobs.get(job_id)
         if job is None:
             raise _not_found(job_id)

@@ -2,7 +2,8 @@
 
 :class:`Faults` holds the switches tests use to make the service misbehave on purpose: task
 latency, failures (the usual silent one, or the rare one with an ``error`` event), dropped,
-duplicated or reordered job events, and empty ``GET /capabilities`` answers.
+duplicated or reordered job events, slow ``GET /jobs/{id}`` answers and empty
+``GET /capabilities`` answers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Literal
 import anyio
 from pydantic import JsonValue
 
-__all__ = ["EventMessage", "EventRule", "Faults", "JobRecord", "JobRule", "now_ms"]
+__all__ = ["EventMessage", "EventRule", "Faults", "JobRecord", "JobRule", "ReadRule", "now_ms"]
 
 
 def now_ms() -> int:
@@ -147,6 +148,29 @@ class JobRule:
             await self._gate.wait()
 
 
+@dataclass(eq=False)
+class ReadRule:
+    """A switch delaying ``GET /jobs/{id}`` answers. ``remaining`` None means no limit."""
+
+    seconds: float
+    job_id: str | None = None
+    where: Callable[[str], bool] | None = None
+    remaining: int | None = None
+    applied: int = 0
+    active: bool = True
+
+    def matches(self, job_id: str) -> bool:
+        if not self.active or self.remaining == 0:
+            return False
+        if self.job_id is not None and job_id != self.job_id:
+            return False
+        return self.where is None or self.where(job_id)
+
+    def cancel(self) -> None:
+        """Switch this rule off (answers already waiting keep their delay)."""
+        self.active = False
+
+
 class Faults:
     """Fault switches: latency, failures and event misbehaviour, changed at any time."""
 
@@ -155,6 +179,7 @@ class Faults:
         """Seconds every job spends in ``processing`` before its task runs."""
         self.event_rules: list[EventRule] = []
         self.job_rules: list[JobRule] = []
+        self.read_rules: list[ReadRule] = []
         self.empty_capabilities: int = 0
         """How many more ``GET /capabilities`` calls answer with no workers. The real server
         answers its very first call after a start that way (PROTOCOL.md §8): set it to 1."""
@@ -270,6 +295,35 @@ class Faults:
                 taken.append(rule)
         return taken
 
+    # -- reads -------------------------------------------------------------------------------
+
+    def delay_job_reads(
+        self,
+        seconds: float,
+        *,
+        job_id: str | None = None,
+        where: Callable[[str], bool] | None = None,
+        count: int | None = None,
+    ) -> ReadRule:
+        """Answer matching ``GET /jobs/{id}`` requests ``seconds`` late (``where`` gets the id).
+
+        A slow database, or a server under load: the client's other requests must not wait.
+        """
+        rule = ReadRule(seconds, job_id, where, count)
+        self.read_rules.append(rule)
+        return rule
+
+    def take_read_delay(self, job_id: str) -> float:
+        """The total delay of the active rules matching a read of ``job_id``, counted as applied."""
+        delay = 0.0
+        for rule in self.read_rules:
+            if rule.matches(job_id):
+                rule.applied += 1
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                delay += rule.seconds
+        return delay
+
     def clear(self) -> None:
         """Switch every fault off (blocked jobs go on); reset ``task_delay`` and
         ``empty_capabilities``."""
@@ -277,5 +331,8 @@ class Faults:
             rule.cancel()
         self.event_rules.clear()
         self.job_rules.clear()
+        for read_rule in self.read_rules:
+            read_rule.cancel()
+        self.read_rules.clear()
         self.task_delay = 0.0
         self.empty_capabilities = 0

@@ -6,7 +6,8 @@ Behaviour follows the real server (PROTOCOL.md §4.1, §5.2):
   (``queued``, progress 0) and publishes the ``queued`` event before the HTTP reply.
 * A worker claims the oldest queued job of its task types (FIFO, priority ignored), announces
   itself busy (``idle_count`` 0), publishes ``processing`` (progress 0), runs the task in a thread,
-  then ``completed`` (progress 100) and announces itself idle again.
+  then ``completed`` (progress 100) and announces itself idle again (``idle_count`` 1), after a
+  failure too: the signal a client has that a silent failure may have happened.
 * A task that raises ends as ``error`` with ``error_message``, ``completed_at`` and the progress
   left as it was, and **no** event. Progress callbacks write ``min(99, pct)`` and are not published.
 * Capability messages are retained QoS 1; a graceful stop publishes an empty retained payload, a
@@ -120,6 +121,8 @@ class ComputeState:
         self.jobs: dict[str, JobRecord] = {}
         self.workers_seen: dict[str, WorkerAd] = {}
         self.published_events: list[EventMessage] = []
+        self.job_reads: list[tuple[float, str]] = []
+        """Every ``GET /jobs/{id}`` received: (``anyio.current_time()``, job id), in order."""
         self._held: list[EventMessage] = []
         self.work_signal = Signal()
         """Fired when idle workers should look for work (a job arrived, a worker must stop)."""
@@ -328,6 +331,7 @@ class LocalWorker:
         poll_interval: float = 0.05,
         heartbeat_interval: float = 30.0,
         announce_each_poll: bool = False,
+        announce_idle_after_job: bool = True,
         id_key: Literal["id", "worker_id"] = "id",
     ) -> None:
         self._state = state
@@ -336,6 +340,9 @@ class LocalWorker:
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.announce_each_poll = announce_each_poll
+        self.announce_idle_after_job = announce_idle_after_job
+        """Publish ``idle_count`` 1 right after each job, as the real worker does (False: a
+        worker whose end of job nobody hears of until its next announcement)."""
         self.id_key: Literal["id", "worker_id"] = id_key
         self.status: WorkerState = "starting"
         self.idle_count = 1
@@ -457,7 +464,8 @@ class LocalWorker:
         self.current_job = None
         self.jobs_done += 1
         self.idle_count = 1
-        await self.announce()
+        if self.announce_idle_after_job:
+            await self.announce()
 
     async def _execute(self, job: JobRecord) -> None:
         rules = self._state.faults.take_job_rules(job)

@@ -162,6 +162,9 @@ class LocalComputeService:
         heartbeat_interval: seconds between capability heartbeats (the real 30 s by default).
         announce_each_poll: also publish ``idle_count`` 0 then 1 on every idle poll, like the
             real worker does every 5 s.
+        announce_idle_after_job: workers publish ``idle_count`` 1 right after each job, success
+            or failure, as the real worker does (False: they stay quiet until their next
+            announcement; ``worker.announce_idle_after_job`` changes one worker).
         worker_id_key: ``"id"`` (this server) or ``"worker_id"`` (newer upstream).
         reannounce_on_reconnect: workers publish their capability message again after the
             service reconnects to the broker (the real ones wait for the next heartbeat).
@@ -183,6 +186,7 @@ class LocalComputeService:
         poll_interval: float = 0.05,
         heartbeat_interval: float = 30.0,
         announce_each_poll: bool = False,
+        announce_idle_after_job: bool = True,
         worker_id_key: Literal["id", "worker_id"] = "id",
         reannounce_on_reconnect: bool = False,
         clear_stale_on_exit: bool = True,
@@ -201,6 +205,7 @@ class LocalComputeService:
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.announce_each_poll = announce_each_poll
+        self.announce_idle_after_job = announce_idle_after_job
         self.worker_id_key: Literal["id", "worker_id"] = worker_id_key
         self.reannounce_on_reconnect = reannounce_on_reconnect
         self.clear_stale_on_exit = clear_stale_on_exit
@@ -373,13 +378,19 @@ class LocalComputeService:
 
     @property
     def faults(self) -> Faults:
-        """The fault switches (latency, failures, dropped/duplicated/reordered events)."""
+        """The fault switches (latency, failures, dropped/duplicated/reordered events, slow
+        ``GET /jobs/{id}`` answers)."""
         return self._require_state().faults
 
     @property
     def published_events(self) -> list[EventMessage]:
         """Every job event published so far, in order (after the event switches)."""
         return list(self._require_state().published_events)
+
+    @property
+    def job_reads(self) -> list[tuple[float, str]]:
+        """Every ``GET /jobs/{id}`` received so far: (``anyio.current_time()``, job id)."""
+        return list(self._require_state().job_reads)
 
     @property
     def guest_mode(self) -> bool:
@@ -446,6 +457,7 @@ class LocalComputeService:
             poll_interval=self.poll_interval,
             heartbeat_interval=self.heartbeat_interval,
             announce_each_poll=self.announce_each_poll,
+            announce_idle_after_job=self.announce_idle_after_job,
             id_key=self.worker_id_key,
         )
         self._workers[worker_id] = worker
