@@ -303,17 +303,21 @@ def test_hub_keeps_richer_terminal_state() -> None:
     assert latest is not None and latest.job is job
 
 
-def test_hub_due_touch_watched_and_remove() -> None:
+def test_hub_live_status_watched_and_remove() -> None:
     hub = JobHub()
     r = Recorder()
     hub.add("a", r, now=0)
     hub.add("b", Recorder(), now=0)
     hub.publish(upd("completed", job_id="b"), now=0)
     assert hub.watched() == ["a"]
-    assert hub.due(now=4, interval=5) == [] and hub.due(now=5, interval=5) == ["a"]
-    hub.touch("a", 5)
-    assert hub.due(now=6, interval=5) == []
+    a, b = hub.interests()
+    assert (hub.live_status(a), hub.live_status(b)) == ("", None)  # unknown, finished
+    hub.publish(upd("queued", job_id="a"), now=3)
+    assert hub.live_status(a) == "queued" and a.changed_at == 3
+    hub.publish(upd("queued", job_id="a"), now=4)  # a duplicate does not restart the clock
+    assert a.changed_at == 3 and "JobInterest a" in repr(a)
     hub.remove("a", r)
+    assert hub.live_status(a) is None
     hub.remove("a", r)
     hub.remove("zzz", r)
     assert hub.subscriber_count("a") == 0

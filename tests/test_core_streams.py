@@ -39,9 +39,7 @@ async def test_watch_coalesces_but_keeps_terminal_and_unregisters() -> None:
 async def test_watch_waits_for_updates_and_is_primed() -> None:
     hub = JobHub()
     hub.publish(upd("processing"), now=0)
-    unknown: list[str] = []
-    async with JobWatch(hub, "j", now=0, on_unknown=unknown.append) as watch:
-        assert unknown == []
+    async with JobWatch(hub, "j", now=0) as watch:
         first = await watch.__anext__()
         assert first.status == "processing"
 
@@ -56,8 +54,6 @@ async def test_watch_waits_for_updates_and_is_primed() -> None:
         assert finals[0].is_failed
         with pytest.raises(StopAsyncIteration):
             await watch.__anext__()
-    JobWatch(hub, "new", now=0, on_unknown=unknown.append)
-    assert unknown == ["new"]
 
 
 async def test_watch_raises_failure_and_ends_on_aclose() -> None:

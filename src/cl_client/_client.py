@@ -20,7 +20,6 @@ import httpx
 from ._backoff import Backoff
 from ._callbacks import CallbackSubscription, OnComplete, OnProgress
 from ._errors import (
-    ApiError,
     ClClientError,
     ClientClosedError,
     JobFailedError,
@@ -28,7 +27,6 @@ from ._errors import (
     MqttError,
     NotFoundError,
     ProtocolError,
-    TransportError,
     WorkerUnavailableError,
 )
 from ._groups import unwrap_group
@@ -47,6 +45,7 @@ from ._models import (
 )
 from ._mqtt import MqttMessage, connect_mqtt
 from ._payloads import decode_job_event, decode_job_status, decode_worker, topic_tail
+from ._reconcile import Reconciler, ReconcileSchedule, SchedulePolicy
 from ._settings import ClientSettings
 from ._watch import JobWatch
 from ._workers import WorkerRegistry, WorkerWatch
@@ -121,8 +120,11 @@ class ComputeClient(PluginAccess):
         self._registry = WorkerRegistry(settings.worker_ttl)
         self._subscriptions: dict[str, CallbackSubscription] = {}
         self._worker_watches: list[WorkerWatch] = []
-        self._urgent: set[str] = set()
-        self._wakeup: anyio.Event | None = None
+        self._schedule = ReconcileSchedule(
+            self._hub,
+            SchedulePolicy.from_settings(settings),
+            task_type_memory=settings.job_cache_size,
+        )
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._http_layer: ComputeHttp | None = None
@@ -157,7 +159,14 @@ class ComputeClient(PluginAccess):
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             if self.settings.mqtt_enabled:
                 await self._tg.start(self._run_feed)
-            self._tg.start_soon(self._reconcile_loop)
+            reconciler = Reconciler(
+                self._schedule,
+                self._hub,
+                self._http_layer.get_job,
+                timeout=self.settings.http_timeout,
+                on_check=self._count_check,
+            )
+            self._tg.start_soon(reconciler.run)
             if self.settings.mqtt_enabled:
                 self._tg.start_soon(self._age_workers_loop)
         except BaseException as exc:
@@ -245,12 +254,11 @@ class ComputeClient(PluginAccess):
                 ) as conn:
                     await conn.subscribe(*self._topics(), qos=1)
                     self.mqtt_connected = True
+                    self._schedule.feed_up(anyio.current_time(), reconnect=started)
                     if started:
                         logger.info(
                             "MQTT reconnected to %s; reconciling watched jobs", settings.mqtt.url
                         )
-                        self._urgent.update(self._hub.watched())
-                        self._wake_reconciler()
                     else:
                         started = True
                         task_status.started()
@@ -262,6 +270,7 @@ class ComputeClient(PluginAccess):
                 self.mqtt_connected = False
                 if not started:
                     raise
+                self._schedule.feed_down(anyio.current_time())
                 self.stats.reconnects += 1
                 delay = backoff.next_delay()
                 logger.warning("MQTT feed lost (%s); reconnecting in %.2f s", exc, delay)
@@ -276,6 +285,9 @@ class ComputeClient(PluginAccess):
                 self._hub.publish(decode_job_event(message.payload), anyio.current_time())
             elif (worker_id := topic_tail(topic, settings.worker_topic_prefix)) is not None:
                 info = decode_worker(worker_id, message.payload)
+                self._schedule.worker_update(
+                    worker_id, info, retained=message.retain, now=anyio.current_time()
+                )
                 self._registry.apply(worker_id, info, retained=message.retain, now_ms=_now_ms())
             elif settings.job_status_topic and self._is_status_topic(topic):
                 self._hub.publish(decode_job_status(message.payload), anyio.current_time())
@@ -290,61 +302,16 @@ class ComputeClient(PluginAccess):
             topic.startswith(head) and topic.endswith(tail) and len(topic) > len(head) + len(tail)
         )
 
-    # -- reconciliation ----------------------------------------------------------------------
-    def _wake_reconciler(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    def _request_reconcile(self, job_id: str) -> None:
-        self._urgent.add(job_id)
-        self._wake_reconciler()
-
-    def _reconcile_interval(self) -> float:
-        s = self.settings
-        return s.reconcile_interval if s.mqtt_enabled else s.poll_interval
-
-    async def _reconcile_loop(self) -> None:
-        interval = self._reconcile_interval()
-        tick = min(1.0, interval / 2)
-        while True:
-            self._wakeup = anyio.Event()
-            with anyio.move_on_after(tick):
-                await self._wakeup.wait()
-            job_ids = set(self._urgent)
-            self._urgent.clear()
-            job_ids.update(self._hub.due(anyio.current_time(), interval))
-            if job_ids:
-                await self._reconcile(list(job_ids))
-
-    async def _reconcile(self, job_ids: list[str]) -> None:
-        async def worker() -> None:
-            while job_ids:
-                await self._reconcile_one(job_ids.pop())
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(self.settings.reconcile_concurrency, len(job_ids))):
-                tg.start_soon(worker)
-
-    async def _reconcile_one(self, job_id: str) -> None:
-        if self._hub.subscriber_count(job_id) == 0:
-            return
+    # -- reconciliation (the schedule and its budget: _reconcile.py) --------------------------
+    def _count_check(self) -> None:
         self.stats.reconciled += 1
-        try:
-            job = await self._http.get_job(job_id)
-        except NotFoundError as exc:
-            self._hub.fail(job_id, exc)
-            return
-        except (TransportError, ApiError, ProtocolError) as exc:
-            logger.debug("reconciling job %s failed: %s", job_id, exc)
-            self._hub.touch(job_id, anyio.current_time())
-            return
-        self._hub.publish(JobUpdate.from_job(job), anyio.current_time())
 
     async def _age_workers_loop(self) -> None:
         period = min(self.settings.worker_ttl / 3, 5.0)
         while True:
             await anyio.sleep(period)
             for worker_id in self._registry.prune(_now_ms()):
+                self._schedule.forget_worker(worker_id)
                 logger.info(
                     "worker %s aged out (no capability message for %s s)",
                     worker_id,
@@ -396,6 +363,7 @@ class ComputeClient(PluginAccess):
         or subscription made right after (with no await in between) misses nothing.
         """
         created = await self._http.submit(task_type, file, params, priority)
+        self._schedule.remember_task_type(created.job_id, created.task_type or task_type)
         self._hub.publish(
             JobUpdate(job_id=created.job_id, status=created.status, source="submit"),
             anyio.current_time(),
@@ -475,12 +443,12 @@ class ComputeClient(PluginAccess):
 
         Registered immediately, primed with the job's latest known state, ending after the
         terminal update (``completed`` or ``error``). A job that fails without an MQTT event is
-        still ended, by HTTP reconciliation, within ``settings.reconcile_interval``.
+        still ended by HTTP reconciliation: within a second of its worker announcing that it
+        went idle, else within ``settings.reconcile_interval`` of its last news. A job the
+        client knows nothing of is checked at once.
         """
         self._require_open()
-        return JobWatch(
-            self._hub, job_id, now=anyio.current_time(), on_unknown=self._request_reconcile
-        )
+        return JobWatch(self._hub, job_id, now=anyio.current_time())
 
     def subscribe_job_updates(
         self,
@@ -506,8 +474,7 @@ class ComputeClient(PluginAccess):
             max_pending=self.settings.callback_queue_size,
         )
         self._subscriptions[subscription_id] = subscription
-        if self._hub.add(job_id, subscription, anyio.current_time()) is None:
-            self._request_reconcile(job_id)
+        self._hub.add(job_id, subscription, anyio.current_time())
         return subscription_id
 
     def unsubscribe(self, subscription_id: str) -> bool:

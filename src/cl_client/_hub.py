@@ -8,15 +8,17 @@ job's subscribers in O(1) per subscriber. Subscribers only enqueue: the hub neve
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from ._errors import ClClientError
 from ._lifecycle import accepts, canonical_status
 from ._models import JobUpdate
 
-__all__ = ["HubStats", "JobHub", "Subscriber"]
+__all__ = ["HubStats", "InterestListener", "JobHub", "JobInterest", "Subscriber"]
 
 logger = logging.getLogger("cl_client")
 
@@ -37,11 +39,55 @@ class HubStats:
     """Duplicates, out-of-order updates and updates after a terminal state."""
 
 
-@dataclass
-class _Interest:
-    subscribers: list[Subscriber] = field(default_factory=list)
-    checked_at: float = 0.0
-    """When the job last had news or was last reconciled (monotonic seconds)."""
+class JobInterest:
+    """A watched job: its subscribers, and the reconciler's bookkeeping (see ``_reconcile``).
+
+    One object per watched job (slots, so it stays small): the hub owns ``subscribers`` and
+    ``changed_at``, the reconcile schedule the rest.
+    """
+
+    __slots__ = (
+        "again",
+        "busy",
+        "changed_at",
+        "checked_at",
+        "due",
+        "job_id",
+        "ready",
+        "subscribers",
+        "task_type",
+    )
+
+    def __init__(self, job_id: str, now: float) -> None:
+        self.job_id = job_id
+        self.subscribers: list[Subscriber] = []
+        self.changed_at = now
+        """When the hub last accepted a change of the job's state (or the watch began)."""
+        self.checked_at = -math.inf
+        """When the reconciler last finished checking the job."""
+        self.due = math.inf
+        """The deadline of the job's live entry in the reconciler's timer queue (inf: none)."""
+        self.ready = -1
+        """The job's class in the reconciler's ready queue (-1: not in it)."""
+        self.busy = False
+        """A check of the job is in flight."""
+        self.again = False
+        """Check again as soon as the one in flight ends (news arrived meanwhile)."""
+        self.task_type: str | None = None
+        """The job's task type, when known (submitted here, or fetched over HTTP)."""
+
+    def __repr__(self) -> str:
+        return f"<JobInterest {self.job_id} subscribers={len(self.subscribers)}>"
+
+
+class InterestListener(Protocol):
+    """Told when a job becomes watched, changes state, or stops being watched."""
+
+    def watched(self, interest: JobInterest, latest: JobUpdate | None, now: float) -> None: ...
+
+    def changed(self, interest: JobInterest, update: JobUpdate, now: float) -> None: ...
+
+    def unwatched(self, interest: JobInterest) -> None: ...
 
 
 class JobHub:
@@ -50,8 +96,10 @@ class JobHub:
     def __init__(self, cache_size: int = 10_000) -> None:
         self._cache_size = cache_size
         self._latest: OrderedDict[str, JobUpdate] = OrderedDict()
-        self._interest: dict[str, _Interest] = {}
+        self._interest: dict[str, JobInterest] = {}
         self.stats = HubStats()
+        self.listener: InterestListener | None = None
+        """The reconcile schedule, told about watches and accepted changes."""
 
     # -- state -----------------------------------------------------------------------------
     def latest(self, job_id: str) -> JobUpdate | None:
@@ -62,19 +110,19 @@ class JobHub:
         """Jobs that have subscribers and are not finished."""
         return [job_id for job_id in self._interest if not self._is_done(job_id)]
 
-    def due(self, now: float, interval: float) -> list[str]:
-        """Watched unfinished jobs with no news for ``interval`` seconds."""
-        return [
-            job_id
-            for job_id, interest in self._interest.items()
-            if now - interest.checked_at >= interval and not self._is_done(job_id)
-        ]
+    def interests(self) -> Iterable[JobInterest]:
+        """Every watched job's record (finished ones included), in the order watched."""
+        return self._interest.values()
 
-    def touch(self, job_id: str, now: float) -> None:
-        """Record that a job was just checked (its reconcile clock restarts)."""
-        interest = self._interest.get(job_id)
-        if interest is not None:
-            interest.checked_at = now
+    def live_status(self, interest: JobInterest) -> str | None:
+        """The status of a watched, unfinished job; ``""`` if its state is unknown; None if the
+        record is no longer current (unwatched) or the job has finished."""
+        if self._interest.get(interest.job_id) is not interest:
+            return None
+        latest = self._latest.get(interest.job_id)
+        if latest is None:
+            return ""
+        return None if latest.is_terminal else latest.status
 
     def subscriber_count(self, job_id: str | None = None) -> int:
         if job_id is not None:
@@ -101,7 +149,6 @@ class JobHub:
             ):
                 # Same state, now with the whole JobResponse: keep the richer one.
                 self._latest[update.job_id] = update
-            self.touch(update.job_id, now)
             return False
         self.stats.accepted += 1
         self._latest[update.job_id] = update
@@ -109,15 +156,19 @@ class JobHub:
         self._evict()
         interest = self._interest.get(update.job_id)
         if interest is not None:
-            interest.checked_at = now
+            interest.changed_at = now
             for subscriber in list(interest.subscribers):
                 subscriber.deliver(update)
+            if self.listener is not None and self._interest.get(update.job_id) is interest:
+                self.listener.changed(interest, update, now)
         return True
 
     def fail(self, job_id: str, error: ClClientError) -> None:
         """End every subscription of a job with ``error`` (for example: the job was deleted)."""
         interest = self._interest.pop(job_id, None)
         if interest is not None:
+            if self.listener is not None:
+                self.listener.unwatched(interest)
             for subscriber in interest.subscribers:
                 subscriber.fail(error)
 
@@ -147,10 +198,12 @@ class JobHub:
     def add(self, job_id: str, subscriber: Subscriber, now: float) -> JobUpdate | None:
         """Register ``subscriber`` and prime it with the job's latest state, if known."""
         interest = self._interest.get(job_id)
-        if interest is None:
-            interest = self._interest[job_id] = _Interest(checked_at=now)
-        interest.subscribers.append(subscriber)
         latest = self._latest.get(job_id)
+        if interest is None:
+            interest = self._interest[job_id] = JobInterest(job_id, now)
+            if self.listener is not None:
+                self.listener.watched(interest, latest, now)
+        interest.subscribers.append(subscriber)
         if latest is not None:
             subscriber.deliver(latest)
         return latest
@@ -166,3 +219,5 @@ class JobHub:
             return
         if not interest.subscribers:
             del self._interest[job_id]
+            if self.listener is not None:
+                self.listener.unwatched(interest)

@@ -159,10 +159,24 @@ class ClientSettings(BaseModel):
     reconcile_interval: float = Field(
         default=5.0,
         gt=0,
-        description="How often a watched, unfinished job with no news is checked over HTTP. "
-        "The real server publishes no MQTT event when a job fails.",
+        description="A watched processing job with no news is checked over HTTP this long after "
+        "its last state change, then at this period (the real server publishes no MQTT event "
+        "when a job fails); a queued job first after this long, then backing off.",
     )
-    reconcile_concurrency: int = Field(default=16, ge=1)
+    reconcile_max_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="The longest a watched queued job goes unchecked while the MQTT feed is up.",
+    )
+    reconcile_rate: float = Field(
+        default=20.0,
+        gt=0,
+        description="At most this many reconciliation requests per second, however many jobs "
+        "are watched (polling without MQTT included).",
+    )
+    reconcile_concurrency: int = Field(
+        default=8, ge=1, description="At most this many reconciliation requests in flight."
+    )
     worker_ttl: float = Field(
         default=90.0,
         gt=0,

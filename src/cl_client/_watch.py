@@ -8,7 +8,6 @@ state but always keeps the terminal one; no task runs per watch.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -68,15 +67,12 @@ class JobWatch:
         job_id: str,
         *,
         now: float,
-        on_unknown: Callable[[str], None] | None = None,
     ) -> None:
         self.job_id = job_id
         self._hub = hub
         self._mailbox = _Mailbox()
         self._latest: JobUpdate | None = None
-        primed = hub.add(job_id, self._mailbox, now)
-        if primed is None and on_unknown is not None:
-            on_unknown(job_id)
+        hub.add(job_id, self._mailbox, now)
 
     @property
     def latest(self) -> JobUpdate | None:
