@@ -137,6 +137,17 @@ def test_a_retained_busy_worker_may_have_run_any_job_and_leaving_counts_as_idle(
     assert drain(schedule, 5) == []
 
 
+def test_a_processing_job_watched_while_a_capable_worker_is_idle_is_checked_at_once() -> None:
+    hub, schedule = make(reconcile_interval=60)
+    schedule.remember_task_type("a", "hash")
+    schedule.remember_task_type("b", "clip")
+    schedule.worker_update("w", worker(1, "hash"), retained=False, now=0)
+    for job_id in ("a", "b"):  # both went processing before anyone watched them
+        hub.publish(JobUpdate(job_id=job_id, status="processing"), 0)
+        watch(hub, job_id, None, now=1)
+    assert drain(schedule, 1) == ["a"]  # nobody idle can run "clip": b's worker is busy
+
+
 def test_multi_slot_worker_freeing_a_slot_hints_its_jobs() -> None:
     hub, schedule = make(reconcile_interval=60)
     watch(hub, "p", "processing")
@@ -206,6 +217,20 @@ def test_when_the_budget_is_short_the_likeliest_changes_go_first() -> None:
         order += drain(schedule, now)  # one token per second
         now += 0.5
     assert order == ["new", "hinted", "p", "q0", "q1", "q2"]
+
+
+def test_news_takes_a_job_out_of_the_line_onto_its_new_schedule() -> None:
+    hub, schedule = make(reconcile_rate=1, reconcile_interval=5)
+    for i in range(20):
+        watch(hub, f"q{i}", "queued")
+    assert drain(schedule, 5) == ["q0"]  # the other 19 wait for the budget
+    hub.publish(JobUpdate(job_id="q10", status="processing"), 6)
+    order: list[str] = []
+    now = 6.0
+    while now < 13:
+        order += drain(schedule, now)
+        now += 0.5
+    assert order == ["q1", "q2", "q3", "q4", "q5", "q10", "q6"]  # q10 at 6 + 5 s, first
 
 
 def test_reconnect_checks_every_watched_job_once_processing_first() -> None:

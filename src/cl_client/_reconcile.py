@@ -205,7 +205,12 @@ class ReconcileSchedule:
             self._make_ready(interest, NEW, now)
         elif not latest.is_terminal:
             self._note_status(interest, latest.status)
-            self._push_timer(interest, self._deadline(interest, latest.status))
+            if rank(latest.status) != _QUEUED_RANK and self._idle_worker_for(interest.task_type):
+                # Processing, yet a worker that could be running it is idle: it may have just
+                # finished, silently, before the watch began (submit, then watch, races).
+                self._make_ready(interest, HINT, now)
+            else:
+                self._push_timer(interest, self._deadline(interest, latest.status))
 
     def changed(self, interest: JobInterest, update: JobUpdate, now: float) -> None:
         if update.job is not None and update.job.task_type:
@@ -214,8 +219,11 @@ class ReconcileSchedule:
             self._processing.discard(interest)
             return
         self._note_status(interest, update.status)
-        if interest.busy or interest.ready != _NOT_READY:
-            return
+        if interest.busy:
+            return  # the check in flight reschedules it from the new clock
+        # News supersedes a check waiting for the budget: the clock restarts from this change
+        # (a job that just went processing must not wait in line with the queued ones).
+        interest.ready = _NOT_READY
         deadline = self._deadline(interest, update.status)
         if deadline < interest.due:
             self._push_timer(interest, deadline)
@@ -302,6 +310,12 @@ class ReconcileSchedule:
     def forget_worker(self, worker_id: str) -> None:
         """The worker aged out."""
         self._workers.pop(worker_id, None)
+
+    def _idle_worker_for(self, task_type: str | None) -> bool:
+        return any(
+            seen.idle_count > 0 and (task_type is None or task_type in seen.capabilities)
+            for seen in self._workers.values()
+        )
 
     def _went_idle(self, capabilities: frozenset[str], since: float, now: float) -> None:
         # Only a job that reached processing after the worker went busy can be the one it
