@@ -151,7 +151,12 @@ async def test_after_a_broker_restart_every_watched_job_is_checked_once(
     # The embedded broker: the test restarts it.
     async with (
         local_compute_factory(mqtt_url=None, tasks={"generic": generic_task}) as svc,
-        ComputeClient(svc.settings(reconcile_interval=60, reconnect_initial_delay=0.05)) as client,
+        # One request at a time, so the server sees them in the order they were sent.
+        ComputeClient(
+            svc.settings(
+                reconcile_interval=60, reconnect_initial_delay=0.05, reconcile_concurrency=1
+            )
+        ) as client,
     ):
         gate = svc.faults.block_jobs()
         ids = [(await client.submit("generic", upload)).job_id for _ in range(4)]

@@ -324,3 +324,37 @@ def test_rate_budget_refills_up_to_its_burst() -> None:
 def test_classes_are_ordered_by_likelihood_of_change() -> None:
     assert NEW < HINT < PROCESSING < RECONNECT < QUEUED
     assert SchedulePolicy.from_settings(ClientSettings(reconcile_rate=2)).burst == 1
+
+
+def test_edges_of_the_queues() -> None:
+    hub, schedule = make(reconcile_interval=5)
+    # A job that finishes while waiting in line leaves it without a check.
+    watch(hub, "gone", None)
+    hub.publish(JobUpdate(job_id="gone", status="completed", progress=100), 0)
+    # A job already in line keeps its better class; a queued job in flight during a reconnect
+    # is not checked twice.
+    watch(hub, "new", None)
+    watch(hub, "busy", "queued")
+    schedule.feed_up(0, reconnect=True)  # "new" stays NEW, "busy" is in line as RECONNECT
+    assert schedule.next_action(0) == 0
+    assert schedule.pop(0).job_id == "new"
+    taken = schedule.pop(0)
+    assert taken.job_id == "busy"
+    schedule.feed_up(0.1, reconnect=True)
+    schedule.feed_down(0.2)  # skips the one in flight
+    assert not taken.again
+    schedule.finished(taken, 0.3, None)
+    assert drain(schedule, 0.3) == []
+    # A worker that leaves while idle hints nothing.
+    schedule.worker_update("w", worker(1), retained=False, now=1)
+    schedule.worker_update("w", None, retained=False, now=2)
+    assert drain(schedule, 2) == []
+
+
+def test_polling_does_not_depend_on_the_feed() -> None:
+    hub = JobHub()
+    settings = ClientSettings(mqtt_enabled=False, poll_interval=1, poll_max_interval=8)
+    schedule = ReconcileSchedule(hub, SchedulePolicy.from_settings(settings))
+    watch(hub, "q", "queued")
+    schedule.feed_down(0)
+    assert check_times(schedule, 10, step=0.25) == [1, 2, 3, 4.5, 6.75]  # then 10.125
