@@ -28,6 +28,7 @@ from anyio.abc import SocketAttribute, SocketStream
 
 from cl_client._errors import MqttError, ParameterError
 from cl_client._mqtt import MqttConnection, MqttMessage, connect_mqtt
+from cl_client._mqtt_wire import MalformedPacketError, PacketSocket
 from cl_client._settings import parse_mqtt_url
 
 from .mosquitto import Mosquitto, find_mosquitto, free_port, running_mosquitto
@@ -869,9 +870,12 @@ async def test_refused_subscription(backend: Backend) -> None:
         await conn.subscribe("still/fine")
 
 
-@pytest.mark.parametrize(
+paho_only = pytest.mark.parametrize(
     "combo", [("asyncio", "paho"), ("trio", "paho")], ids=["asyncio-paho", "trio-paho"]
 )
+
+
+@paho_only
 async def test_topic_that_is_not_utf8_is_dropped(combo: tuple[str, Backend]) -> None:
     # (aiomqtt treats such a message as a broken connection)
     async def script(packets: PacketStream) -> None:
@@ -886,6 +890,67 @@ async def test_topic_that_is_not_utf8_is_dropped(combo: tuple[str, Backend]) -> 
         await conn.subscribe("#", qos=0)
         message = await receive(conn)
     assert message == MqttMessage("good", b"y")
+
+
+def qos_publish_packet(topic: bytes, payload: bytes, qos: int, packet_id: int) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic + packet_id.to_bytes(2, "big") + payload
+    return bytes([0x30 | qos << 1]) + encode_length(len(body)) + body
+
+
+@paho_only
+async def test_qos1_acknowledged_after_delivery_and_qos2_through_paho(
+    combo: tuple[str, Backend],
+) -> None:
+    acked: list[int] = []
+    all_acked = anyio.Event()
+
+    async def script(packets: PacketStream) -> None:
+        await accept_connect(packets)
+        kind, body = await packets.read_packet()
+        assert kind == 8
+        await packets.send(suback_for(body, lambda _name: False))
+        # a burst of QoS 1 messages in one segment, then one QoS 2 message
+        await packets.send(
+            b"".join(qos_publish_packet(b"t/1", b"%d" % i, 1, i + 1) for i in range(50))
+        )
+        await packets.send(qos_publish_packet(b"t/2", b"two", 2, 99))
+        while True:
+            kind, body = await packets.read_packet()
+            if kind == 4:  # PUBACK
+                acked.append(int.from_bytes(body, "big"))
+            elif kind == 5:  # PUBREC: release it
+                await packets.send(b"\x62\x02" + body)
+            elif kind == 7:  # PUBCOMP
+                all_acked.set()
+            elif kind == 14:
+                return
+
+    async with fake_broker(script) as broker, connect(broker.url, "paho") as conn:
+        await conn.subscribe("#", qos=2)
+        received = await receive_n(conn, 51)
+        with anyio.fail_after(5):
+            await all_acked.wait()
+    assert [m.payload for m in received[:50]] == [b"%d" % i for i in range(50)]
+    assert {m.qos for m in received[:50]} == {1}
+    assert received[50] == MqttMessage("t/2", b"two", qos=2)
+    assert acked == list(range(1, 51))
+
+
+@paho_only
+async def test_malformed_packet_ends_the_connection(combo: tuple[str, Backend]) -> None:
+    async def script(packets: PacketStream) -> None:
+        await accept_connect(packets)
+        kind, body = await packets.read_packet()
+        assert kind == 8
+        await packets.send(suback_for(body, lambda _name: False))
+        await packets.send(publish_packet(b"ok", b"first"))
+        await packets.send(b"\x30\xff\xff\xff\xff\x01")  # a five-byte remaining length
+
+    async with fake_broker(script) as broker, connect(broker.url, "paho") as conn:
+        await conn.subscribe("#", qos=0)
+        assert (await receive(conn)).payload == b"first"
+        error = await drain_until_error(conn)
+    assert "malformed" in str(error) and broker.url in str(error)
 
 
 # ---------------------------------------------------------------------- credentials and TLS
@@ -1085,3 +1150,127 @@ def test_bad_arguments() -> None:
     with pytest.raises(ParameterError, match="asyncio"):
         connect_mqtt(endpoint, backend="aiomqtt")  # no event loop at all
     assert type(connect_mqtt(endpoint)).__name__ == "PahoConnection"
+
+
+# ---------------------------------------------------------------------- the paho driver's socket
+
+
+class KernelSocket:
+    """A stand-in for the OS socket under PacketSocket: chunks to read, writes recorded."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+        self.writes: list[bytes] = []
+        self.accept = 1 << 30  # bytes the "kernel" takes per send; 0: would block
+
+    def recv(self, size: int) -> bytes:
+        if not self.chunks:
+            raise BlockingIOError
+        chunk = self.chunks.pop(0)
+        if len(chunk) > size:
+            self.chunks.insert(0, chunk[size:])
+        return chunk[:size]
+
+    def send(self, data: bytes | bytearray) -> int:
+        if not self.accept:
+            raise BlockingIOError
+        taken = bytes(data[: self.accept])
+        self.writes.append(taken)
+        return len(taken)
+
+    def fileno(self) -> int:
+        return -1
+
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+
+def packet_socket(kernel: KernelSocket) -> tuple[PacketSocket, list[str]]:
+    events: list[str] = []
+    return PacketSocket(cast(socket.socket, kernel), lambda: events.append("closed")), events
+
+
+def test_packet_socket_frames_split_packets_and_acks_in_one_write() -> None:
+    stream = b"".join(qos_publish_packet(b"t", b"p%d" % i, 1, i) for i in range(1, 101))
+    stream += publish_packet(b"zero", b"q0") + b"\x90\x03\x00\x01\x01"  # QoS 0, then a SUBACK
+    kernel = KernelSocket(*(stream[i : i + 7] for i in range(0, len(stream), 7)))
+    sock, _ = packet_socket(kernel)
+    messages: list[MqttMessage] = []
+    others: list[int] = []
+    while True:
+        packet = sock.next_packet()
+        if packet is None:
+            if sock.fill():
+                continue
+            break
+        header, start, end = packet
+        if header & 0xF6 in (0x30, 0x32):
+            message = sock.take_publish(header, start, end)
+            assert message is not None
+            messages.append(message)
+        else:
+            sock.give_to_paho(end)
+            others.append(sock.recv(1)[0])  # paho's reads stop at the end of its packet
+            assert len(sock.recv(100)) == end - start + 1
+            with pytest.raises(BlockingIOError):
+                sock.recv(1)
+            assert sock.at(end)
+            others.append(end)
+    assert sock.drained and not sock.eof
+    assert [m.payload for m in messages] == [b"p%d" % i for i in range(1, 101)] + [b"q0"]
+    assert messages[0] == MqttMessage("t", b"p1", qos=1) and messages[-1].qos == 0
+    assert others[0] == 0x90
+    assert kernel.writes == []
+    assert sock.unsent == 400 and sock.flush() and sock.unsent == 0
+    assert kernel.writes == [b"".join(b"\x40\x02" + i.to_bytes(2, "big") for i in range(1, 101))]
+
+
+def test_packet_socket_refuses_malformed_packets() -> None:
+    sock, _ = packet_socket(KernelSocket(b"\x30\x80\x80\x80\x80\x01"))
+    assert sock.fill()
+    with pytest.raises(MalformedPacketError):
+        sock.next_packet()
+    for body in (b"\x00", b"\x00\x05ab"):  # no room for the topic length, a topic too long
+        sock, _ = packet_socket(KernelSocket(b"\x32" + encode_length(len(body)) + body))
+        assert sock.fill()
+        packet = sock.next_packet()
+        assert packet is not None
+        with pytest.raises(MalformedPacketError):
+            sock.take_publish(*packet)
+
+
+def test_packet_socket_eof_write_limit_and_close() -> None:
+    kernel = KernelSocket(b"")
+    sock, events = packet_socket(kernel)
+    assert not sock.fill() and sock.eof
+    kernel.accept = 0
+    assert sock.send(b"x" * (1 << 20)) == 1 << 20
+    with pytest.raises(BlockingIOError):  # over the limit and the kernel takes nothing
+        sock.send(b"more")
+    assert not sock.flush() and sock.pending() == 0
+    kernel.accept = 3
+    sock.close()  # writes what it can before closing
+    assert kernel.writes and events == ["closed"] and sock.closed and sock.unsent == 0
+    sock.close()
+    assert events == ["closed"]
+    for call in (sock.fill, lambda: sock.recv(1), lambda: sock.send(b"x")):
+        with pytest.raises(OSError, match="closed"):
+            call()
+
+
+def test_packet_socket_read_errors_are_kept() -> None:
+    class Broken(KernelSocket):
+        def recv(self, size: int) -> bytes:
+            raise ConnectionResetError("reset by peer")
+
+        def send(self, data: bytes | bytearray) -> int:
+            raise BrokenPipeError("broken pipe")
+
+    sock, _ = packet_socket(Broken())
+    with pytest.raises(ConnectionResetError):
+        sock.fill()
+    assert isinstance(sock.error, ConnectionResetError)
+    sock.send(b"x")
+    with pytest.raises(BrokenPipeError):
+        sock.flush()
+    assert isinstance(sock.error, BrokenPipeError)

@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ._errors import MqttError, ParameterError
 from ._mqtt import CLOSE_TIMEOUT, MqttMessage, new_client_id, open_mqtt_socket
-from ._mqtt_paho import BufferedSocket
+from ._mqtt_wire import BufferedSocket
 from ._settings import MqttEndpoint
 
 __all__ = ["AiomqttConnection"]

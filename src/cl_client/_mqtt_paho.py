@@ -6,25 +6,28 @@ and handed to paho, which then only parses and builds packets:
 
 * the reader waits until the socket is readable, then calls ``loop_read()`` (one packet per call)
   in a bounded batch; a buffered socket wrapper turns paho's many tiny ``recv`` calls into one
-  large read and tells the reader when the kernel buffer is drained;
-* the writer flushes what paho could not write at once (``want_write()``) when the socket is
-  writable, and calls ``loop_misc()`` about every second for keepalive pings.
+  large read and tells the reader when the kernel buffer is drained. The messages of one wake-up
+  go to ``messages()`` as one batch, and only then are their acknowledgements (PUBACKs) written,
+  all in one socket write: QoS 1 acknowledges a message after it was handed over, never before;
+* the writer flushes what could not be written at once (paho's queue and the socket wrapper's
+  write buffer) when the socket is writable, and calls ``loop_misc()`` about every second for
+  keepalive pings.
 
 paho's callbacks run synchronously inside those calls; they complete anyio Events (CONNACK,
-SUBACK, PUBACK) and put messages into an unbounded memory object stream that ``messages()`` reads.
-The socket is closed by its owner (this module) only after both tasks have stopped, so no task is
-ever left waiting on a closed file descriptor.
+SUBACK, PUBACK) and collect messages into the batch that the reader puts into an unbounded memory
+object stream. The socket is closed by its owner (this module) only after both tasks have
+stopped, so no task is ever left waiting on a closed file descriptor. Nothing here awaits between
+reading a message and handing its batch over, so a cancellation loses no message that paho has
+taken from the socket.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import math
 import socket
-import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -46,94 +49,26 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ._errors import MqttError, ParameterError
 from ._mqtt import CLOSE_TIMEOUT, MqttMessage, new_client_id, open_mqtt_socket
+from ._mqtt_wire import MalformedPacketError, PacketSocket
 from ._settings import MqttEndpoint
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
 
-__all__ = ["BufferedSocket", "PahoConnection"]
+__all__ = ["PahoConnection"]
 
 logger = logging.getLogger(__name__)
 
-_RECV_SIZE = 65536
-"""Bytes asked of the kernel per read; paho then takes its packets from this buffer."""
 _READ_BATCH = 256
 """Packets handled per wake-up before the reader lets other tasks run."""
 _MISC_INTERVAL = 1.0
 """How often paho's ``loop_misc()`` (keepalive) runs."""
 
 
-class BufferedSocket:
-    """paho's view of our socket: one large ``recv`` serves many of paho's small reads.
-
-    ``drained`` is true once a read found the kernel buffer empty (time to wait for readability).
-    ``close()`` only marks the socket closed: the connection closes the real socket after its
-    tasks stopped waiting on it.
-    """
-
-    def __init__(self, sock: socket.socket, on_close: Callable[[], None]) -> None:
-        self._sock = sock
-        self._on_close = on_close
-        self._buffer = b""
-        self._pos = 0
-        self.drained = True
-        self.closed = False
-        self.eof = False
-        self.error: OSError | None = None
-
-    def recv(self, buffer_size: int) -> bytes:
-        if self._pos >= len(self._buffer):
-            if self.closed:
-                raise OSError(errno.EBADF, "socket is closed")
-            try:
-                data = self._sock.recv(_RECV_SIZE)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                self.drained = True
-                raise
-            except OSError as exc:
-                self.error = exc
-                raise
-            if not data:
-                self.eof = True
-                return b""
-            self._buffer = data
-            self._pos = 0
-        start = self._pos
-        self._pos = min(start + buffer_size, len(self._buffer))
-        return self._buffer[start : self._pos]
-
-    def pending(self) -> int:
-        return len(self._buffer) - self._pos
-
-    def send(self, buffer: bytes | bytearray) -> int:
-        if self.closed:
-            raise OSError(errno.EBADF, "socket is closed")
-        try:
-            return self._sock.send(buffer)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise
-        except OSError as exc:
-            self.error = exc
-            raise
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def setblocking(self, flag: bool) -> None:
-        self._sock.setblocking(flag)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._buffer = b""
-            self._pos = 0
-            self._on_close()
-
-
 class _Client(Client):
     """A paho client that uses the socket we opened instead of opening its own."""
 
-    cl_socket: BufferedSocket | None = None
+    cl_socket: PacketSocket | None = None
 
     def _create_socket(self) -> SocketLike:
         if self.cl_socket is None:  # pragma: no cover - guarded by PahoConnection
@@ -150,22 +85,37 @@ class _Suback:
 
 
 class _MessageIterator:
-    """``messages()``: a plain async iterator over the connection's incoming stream."""
+    """``messages()``: a plain async iterator over the connection's incoming batches.
+
+    A batch (one wake-up of the reader) is taken with one ``receive()`` and then handed out
+    message by message without a scheduling round trip each.
+    """
 
     def __init__(self, connection: PahoConnection) -> None:
         self._connection = connection
+        self._batch: list[MqttMessage] = []
+        self._next = 0
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> MqttMessage:
+        index = self._next
+        batch = self._batch
+        if index < len(batch):
+            self._next = index + 1
+            return batch[index]
         connection = self._connection
         if not connection.entered:
             raise connection.closed_error()
+        self._batch = []
         try:
-            return await connection.receive_stream.receive()
+            batch = await connection.receive_stream.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise connection.closed_error() from None
+        self._batch = batch
+        self._next = 1
+        return batch[0]
 
 
 class PahoConnection:
@@ -200,17 +150,21 @@ class PahoConnection:
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        # paho then leaves the writing to us instead of writing each packet as it is queued
+        client.on_socket_register_write = self._on_register_write
         self._client = client
         self._raw: socket.socket | None = None
-        self._sock: BufferedSocket | None = None
+        self._sock: PacketSocket | None = None
         self._task_group: TaskGroup | None = None
         # event-loop objects are made in __aenter__, so that this constructor needs no loop
         self._driver_scope: anyio.CancelScope
         self._wake: anyio.Event
         self._connack: anyio.Event
         self._socket_closed: anyio.Event
-        self._send: MemoryObjectSendStream[MqttMessage]
-        self.receive_stream: MemoryObjectReceiveStream[MqttMessage]
+        self._send: MemoryObjectSendStream[list[MqttMessage]]
+        self.receive_stream: MemoryObjectReceiveStream[list[MqttMessage]]
+        self._batch: list[MqttMessage] = []
+        self._reading = False
         self._subacks: dict[int, _Suback] = {}
         self._pubacks: dict[int, anyio.Event] = {}
         self._phase = "not started"
@@ -229,7 +183,9 @@ class PahoConnection:
         self._wake = anyio.Event()
         self._connack = anyio.Event()
         self._socket_closed = anyio.Event()
-        self._send, self.receive_stream = anyio.create_memory_object_stream[MqttMessage](math.inf)
+        self._send, self.receive_stream = anyio.create_memory_object_stream[list[MqttMessage]](
+            math.inf
+        )
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -261,7 +217,7 @@ class PahoConnection:
         self._phase = "opening the connection"
         raw = await open_mqtt_socket(self._endpoint)
         self._raw = raw
-        self._sock = BufferedSocket(raw, self._socket_closed.set)
+        self._sock = PacketSocket(raw, self._socket_closed.set)
         client = self._client
         client.cl_socket = self._sock
         client.connect_async(self._endpoint.host, self._endpoint.port, self._keepalive)
@@ -321,7 +277,6 @@ class PahoConnection:
                 task_group.start_soon(self._write_loop)
 
     async def _read_loop(self) -> None:
-        client = self._client
         sock = self._sock
         raw = self._raw
         assert sock is not None and raw is not None
@@ -332,17 +287,90 @@ class PahoConnection:
                     sock.drained = False
                 else:
                     await anyio.lowlevel.checkpoint()
-                for _ in range(_READ_BATCH):
-                    rc = client.loop_read()
-                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        self._lost(self._describe(rc))
-                        return
-                    if sock.drained:
-                        break
-                self._kick()
+                if not self._read_round(sock):
+                    return
         except Exception as exc:  # pragma: no cover - defensive: never let a task raise
             logger.exception("MQTT reader for %s failed", self._url)
             self._lost(f"internal error: {exc!r}")
+
+    def _read_round(self, sock: PacketSocket) -> bool:
+        """Handle up to ``_READ_BATCH`` packets, hand their messages over, write the PUBACKs.
+
+        Nothing awaits in here, so a cancellation never separates a message paho or the socket
+        has taken from the batch it belongs to. False once the connection is gone.
+        """
+        client = self._client
+        self._reading = True
+        try:
+            for _ in range(_READ_BATCH):
+                packet = sock.next_packet()
+                if packet is None:
+                    if sock.fill():
+                        continue
+                    if sock.eof:
+                        raise ConnectionResetError
+                    break  # drained: wait for readability
+                header, start, end = packet
+                if header & 0xF6 in (0x30, 0x32):  # PUBLISH, QoS 0 or 1 (any dup/retain flag)
+                    message = sock.take_publish(header, start, end)
+                    if message is not None:
+                        self._batch.append(message)
+                    else:
+                        logger.warning(
+                            "dropped a message from %s with a topic that is not UTF-8", self._url
+                        )
+                    continue
+                sock.give_to_paho(end)
+                rc = client.loop_read()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    self._lost(self._describe(rc))
+                    return False
+                if not sock.at(end) and not sock.closed:  # pragma: no cover - paho reads it all
+                    raise MalformedPacketError("a packet paho did not read to its end")
+        except MalformedPacketError as exc:
+            self._lost(f"malformed packet from the broker: {exc}")
+            return False
+        except OSError:
+            self._lost(self._describe(MQTTErrorCode.MQTT_ERR_CONN_LOST))
+            return False
+        finally:
+            self._reading = False
+        self._hand_over()
+        self._write_now()
+        return True
+
+    def _hand_over(self) -> None:
+        """Put the messages of this round into the stream, as one batch."""
+        batch = self._batch
+        if batch:
+            self._batch = []
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._send.send_nowait(batch)
+
+    def _write_now(self) -> None:
+        """Write what is queued (a round's PUBACKs, a request) in one system call if the socket
+        takes it; the writer task waits for writability if it does not."""
+        if self._flush_writes() is False:
+            self._wake.set()
+
+    def _flush_writes(self) -> bool | None:
+        """Move paho's queue into the socket's buffer and write it: True when all is written,
+        False when the socket is full, None when the connection is gone."""
+        sock = self._sock
+        if sock is None or sock.closed:
+            return None
+        client = self._client
+        if client.want_write():
+            rc = client.loop_write()  # into the socket's buffer (paho may close it: DISCONNECT)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._lost(self._describe(rc))
+                return None
+        try:
+            flushed = sock.flush()
+        except OSError:
+            self._lost(self._describe(MQTTErrorCode.MQTT_ERR_CONN_LOST))
+            return None
+        return flushed and not client.want_write()
 
     async def _write_loop(self) -> None:
         client = self._client
@@ -355,26 +383,32 @@ class PahoConnection:
                 with anyio.move_on_after(next_misc - anyio.current_time()):
                     await self._wake.wait()
                 self._wake = anyio.Event()
-                while client.want_write() and not sock.closed:
+                while (written := self._flush_writes()) is False:
                     await anyio.wait_writable(raw)
-                    rc = client.loop_write()
-                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        self._lost(self._describe(rc))
-                        return
+                if written is None:
+                    return
                 now = anyio.current_time()
-                if now >= next_misc and not sock.closed:
+                if now >= next_misc:
                     next_misc = now + _MISC_INTERVAL
                     rc = client.loop_misc()
                     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         self._lost(self._describe(rc))
                         return
+                    self._write_now()  # a PINGREQ
         except Exception as exc:  # pragma: no cover - defensive: never let a task raise
             logger.exception("MQTT writer for %s failed", self._url)
             self._lost(f"internal error: {exc!r}")
 
     def _kick(self) -> None:
-        """Wake the writer if paho has bytes it could not write at once."""
-        if self._client.want_write():
+        """Write what paho queued now; the writer task finishes it if the socket is full."""
+        sock = self._sock
+        if self._client.want_write() or (sock is not None and sock.unsent):
+            self._write_now()
+
+    def _on_register_write(self, client: Client, userdata: object, sock: SocketLike) -> None:
+        # paho queued a packet. The reader writes its round's packets when the round ends, and
+        # the API calls write theirs at once (_kick).
+        if not self._reading:
             self._wake.set()
 
     def _describe(self, rc: MQTTErrorCode | int) -> str:
@@ -399,6 +433,7 @@ class PahoConnection:
             logger.warning("%s", self._error)
         else:
             self._error = MqttError(f"could not connect to {self._url}: {reason}")
+        self._hand_over()  # what arrived before the end is delivered before the error
         self._send.close()
         self._release_waiters()
         self._connack.set()
@@ -478,8 +513,7 @@ class PahoConnection:
         payload = message.payload
         qos: int = message.qos
         retain: bool = message.retain
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._send.send_nowait(MqttMessage(topic, bytes(payload), qos, retain))
+        self._batch.append(MqttMessage(topic, bytes(payload), qos, retain))
 
     # ------------------------------------------------------------------ the API
 
