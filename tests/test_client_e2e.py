@@ -276,6 +276,30 @@ async def test_closing_the_client_ends_open_watches(svc: LocalComputeService, up
         await client.get_job("x")
 
 
+async def test_closing_with_many_open_subscriptions_logs_one_line(
+    svc: LocalComputeService, upload: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+    async with client_for(svc) as client:
+        svc.faults.block_jobs()
+        created = await client.submit("generic", upload)
+        for _ in range(10_000):
+            client.subscribe_job_updates(
+                created.job_id, on_progress=lambda u: seen.append(u.status)
+            )
+        with anyio.fail_after(10):
+            await wait_until(lambda: len(seen) == 10_000)  # each got the job's queued state
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="cl_client"):
+            await client.aclose()
+    svc.faults.clear()
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert "10000 open subscription" in lines[0].getMessage()
+    assert created.job_id in lines[0].getMessage()
+    assert set(seen) == {"queued"}
+
+
 async def test_stale_worker_is_aged_out(local_compute_factory: Factory) -> None:
     async with local_compute_factory(
         tasks={"generic": generic_task}, workers=["w-a", "w-b"], heartbeat_interval=0.1

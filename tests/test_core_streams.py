@@ -9,10 +9,13 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 import pytest
+from anyio.abc import ObjectReceiveStream
+from anyio.streams.stapled import StapledObjectStream
 
 from cl_client._callbacks import CallbackSubscription
 from cl_client._errors import ClClientError, NotFoundError
 from cl_client._hub import JobHub
+from cl_client._mailbox import Mailbox, MailboxSink
 from cl_client._models import JobResponse, JobUpdate, WorkerEvent, WorkerInfo
 from cl_client._watch import JobWatch
 from cl_client._workers import WorkerRegistry, WorkerWatch
@@ -310,3 +313,153 @@ async def test_worker_registry_wait_changed() -> None:
         with anyio.fail_after(2):
             await reg.wait_changed()
     assert "w" in reg.workers
+
+
+# ---------------------------------------------------------------------- the one mailbox
+
+
+async def test_receive_is_always_a_checkpoint_and_loses_nothing() -> None:
+    hub = JobHub()
+    hub.publish(upd("processing"), now=0)
+    watch = JobWatch(hub, "j", now=0)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await watch.receive()  # an item is ready, and still the cancellation is seen
+        pytest.fail("receive() did not checkpoint")  # pragma: no cover
+    assert watch.statistics().pending == 1
+    assert (await watch.receive()).status == "processing"
+    with pytest.raises(anyio.WouldBlock):
+        watch.receive_nowait()
+
+
+async def test_coalescing_mailbox_statistics_error_and_close() -> None:
+    hub = JobHub()
+    watch = JobWatch(hub, "j", now=0)
+    for progress in (10, 20, 30):
+        hub.publish(upd("processing", progress), now=0)
+    stats = watch.statistics()
+    assert (stats.pending, stats.delivered, stats.coalesced, stats.dropped) == (1, 3, 2, 0)
+    assert not stats.ended and not stats.closed and stats.tasks_waiting == 0
+    hub.fail("j", NotFoundError("Job j not found"))
+    assert watch.statistics().ended and hub.subscriber_count() == 0
+    assert (await watch.receive()).progress == 30  # what was pending comes first
+    with pytest.raises(NotFoundError):
+        await watch.receive()  # then the error, once
+    with pytest.raises(anyio.EndOfStream):
+        await watch.receive()
+    assert watch.closed
+    await watch.aclose()
+    with pytest.raises(anyio.ClosedResourceError):
+        await watch.receive()
+    assert [u async for u in watch] == []
+
+
+async def test_closing_wakes_a_waiting_receive_and_counts_it() -> None:
+    hub = JobHub()
+    watch = JobWatch(hub, "j", now=0)
+    waiting: list[int] = []
+
+    async def close_soon() -> None:
+        await anyio.sleep(0.01)
+        waiting.append(watch.statistics().tasks_waiting)
+        await watch.aclose()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(close_soon)
+        with pytest.raises(anyio.EndOfStream):
+            await watch.receive()
+    assert waiting == [1] and watch.statistics().tasks_waiting == 0
+
+
+async def test_a_watch_is_an_anyio_object_receive_stream() -> None:
+    async def statuses(stream: ObjectReceiveStream[JobUpdate]) -> list[str]:
+        return [update.status async for update in stream]
+
+    # code written against the anyio interface takes a watch or a memory stream double
+    send, receive = anyio.create_memory_object_stream[JobUpdate](10)
+    async with send, receive:
+        for status in ("queued", "completed"):
+            await send.send(upd(status))
+        await send.aclose()
+        assert await statuses(receive) == ["queued", "completed"]
+
+    hub = JobHub()
+    watch = JobWatch(hub, "j", now=0)
+    hub.publish(upd("queued"), now=0)
+    hub.publish(upd("completed"), now=0)
+    assert await statuses(watch) == ["queued", "completed"]
+
+    # and composes with anyio's stream utilities
+    other = JobWatch(hub, "k", now=0)
+    hub.publish(upd("processing", job_id="k"), now=0)
+    sink, ignored = anyio.create_memory_object_stream[JobUpdate](1)
+    async with StapledObjectStream(sink, other) as both:
+        assert (await both.receive()).job_id == "k"
+    assert other.closed and hub.subscriber_count() == 0
+    ignored.close()
+
+
+async def test_drop_oldest_mailbox_with_limit_one_and_final_items() -> None:
+    sink = MailboxSink[int](limit=1, final=lambda item: item < 0)
+    mailbox = Mailbox(sink)
+    for item in (1, 2, 3):
+        sink.deliver(item)
+    sink.deliver(-1)  # final: never dropped, and nothing after it
+    sink.deliver(4)
+    assert mailbox.statistics().dropped == 2
+    assert [item async for item in mailbox] == [3, -1]
+    assert mailbox.closed
+
+
+async def test_worker_watch_ends_with_an_error_and_unregisters_when_dropped() -> None:
+    reg = WorkerRegistry(ttl=10)
+    reg.apply("w1", WorkerInfo(worker_id="w1"), retained=False, now_ms=0)
+    watch = WorkerWatch(reg, max_pending=10)
+    assert (await watch.receive()).worker_id == "w1"
+    reg.end_watches()  # the client is closing
+    with pytest.raises(anyio.EndOfStream):
+        await watch.receive()
+    failing = WorkerWatch(reg)
+    assert failing._sink in reg._watches
+    failing._sink.fail(ClClientError("broken"))
+    assert failing._sink not in reg._watches
+    assert (await failing.receive()).worker_id == "w1"
+    with pytest.raises(ClClientError, match="broken"):
+        await failing.receive()
+    WorkerWatch(reg)  # dropped at once
+    gc.collect()
+    assert reg._watches == []
+
+
+async def test_a_cancelled_wait_for_a_change_leaves_nothing_behind() -> None:
+    reg = WorkerRegistry(ttl=10)
+    for _ in range(3):
+        with anyio.move_on_after(0.001):
+            await reg.wait_changed()
+    reg.apply("w", WorkerInfo(worker_id="w"), retained=False, now_ms=0)
+    assert reg._changed._event is None
+
+
+async def test_subscription_statistics() -> None:
+    hub = JobHub()
+    subs: list[CallbackSubscription] = []
+    async with anyio.create_task_group() as tg:
+        sub = CallbackSubscription(
+            "s",
+            "j",
+            on_progress=None,
+            on_complete=None,
+            spawn=Spawner(tg),
+            resolve=resolve,
+            finished=lambda s: hub.remove(s.job_id, s),
+            max_pending=2,
+        )
+        subs.append(sub)
+        hub.add("j", sub, now=0)
+        for progress in range(1, 5):
+            hub.publish(upd("processing", progress), now=0)
+        stats = sub.statistics()
+        assert (stats.pending, stats.delivered, stats.dropped) == (2, 4, 2)
+    assert subs[0].active and subs[0].statistics().pending == 0  # drained, still subscribed
+    subs[0].cancel()
+    assert not subs[0].active and hub.subscriber_count() == 0

@@ -1,19 +1,22 @@
 """Callback subscriptions: ``client.subscribe_job_updates(job_id, on_progress=, on_complete=)``.
 
-Each subscription has a bounded mailbox (drop-oldest, counted; the terminal update is never
-dropped). A drainer task is started in the client's task group only while the mailbox has work,
-so a slow callback delays only its own subscription, and idle subscriptions cost no task.
+A subscription is a mailbox sink (drop-oldest, counted; the terminal update is never dropped)
+that the hub delivers to, with a drainer instead of a consumer task: the drainer is started in
+the client's task group only while the mailbox has work, so a slow callback delays only its own
+subscription, and idle subscriptions cost no task.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TypeAlias
 
+import anyio
+
 from ._errors import ClClientError
+from ._mailbox import MailboxSink
 from ._models import JobResponse, JobUpdate
 
 __all__ = ["CallbackSubscription", "OnComplete", "OnProgress"]
@@ -26,14 +29,27 @@ OnComplete: TypeAlias = Callable[[JobResponse], Awaitable[None] | None]
 """Called once with the final JobResponse (output or error included), sync or async."""
 
 
-async def _call(callback: Callable[[JobUpdate], Awaitable[None] | None], arg: JobUpdate) -> None:
-    result = callback(arg)
-    if inspect.isawaitable(result):
-        await result
+def _is_terminal(update: JobUpdate) -> bool:
+    return update.is_terminal
 
 
-class CallbackSubscription:
-    """One subscription's mailbox and drainer. Created by ComputeClient."""
+class CallbackSubscription(MailboxSink[JobUpdate]):
+    """One subscription's mailbox and drainer. Created by ComputeClient.
+
+    The hub delivers to it; ``finished(self)`` runs once when it stops receiving (terminal
+    update, failure, cancel), while the drainer goes on calling back what is pending.
+    """
+
+    __slots__ = (
+        "_finished",
+        "_resolve",
+        "_running",
+        "_spawn",
+        "job_id",
+        "on_complete",
+        "on_progress",
+        "subscription_id",
+    )
 
     def __init__(
         self,
@@ -47,64 +63,54 @@ class CallbackSubscription:
         finished: Callable[[CallbackSubscription], None],
         max_pending: int = 1000,
     ) -> None:
+        super().__init__(limit=max_pending, final=_is_terminal)
         self.subscription_id = subscription_id
         self.job_id = job_id
         self.on_progress = on_progress
         self.on_complete = on_complete
-        self.dropped = 0
-        """Updates dropped because the callbacks fell more than ``max_pending`` behind."""
         self._spawn = spawn
         self._resolve = resolve
         self._finished = finished
-        self._pending: deque[JobUpdate] = deque()
-        self._max_pending = max_pending
         self._running = False
-        self._cancelled = False
-        self._terminal_seen = False
 
     @property
     def active(self) -> bool:
-        return not self._cancelled and not (self._terminal_seen and not self._running)
+        """Still receiving updates or calling back."""
+        return not self.closed and (not self.ended or self._running or self.pending > 0)
 
-    # -- Subscriber protocol (called synchronously by the hub) -----------------------------
-    def deliver(self, update: JobUpdate) -> None:
-        if self._cancelled or self._terminal_seen:
-            return
-        if update.is_terminal:
-            self._terminal_seen = True
-            self._finished(self)  # stop receiving; the drainer still runs the callbacks
-        elif len(self._pending) >= self._max_pending:
-            self._pending.popleft()
-            self.dropped += 1
-        self._pending.append(update)
-        self._start()
+    def on_end(self) -> None:
+        self._finished(self)  # stop receiving; the drainer still runs the callbacks
 
-    def fail(self, error: ClClientError) -> None:
-        if not self._cancelled and not self._terminal_seen:
-            logger.warning(
-                "subscription %s for job %s ended: %s", self.subscription_id, self.job_id, error
-            )
-            self._terminal_seen = True
-            self._finished(self)
-
-    def cancel(self) -> None:
-        """Stop calling back (queued updates are discarded)."""
-        self._cancelled = True
-        self._pending.clear()
-
-    # -- draining --------------------------------------------------------------------------
-    def _start(self) -> None:
-        if not self._running:
+    def wake(self) -> None:
+        # Called whenever there is something new for the consumer: start the drainer.
+        super().wake()
+        if not self._running and not self.closed:
             self._running = True
             self._spawn(self._drain)
 
+    def cancel(self) -> None:
+        """Stop calling back (queued updates are discarded)."""
+        self.close()
+
+    # -- draining --------------------------------------------------------------------------
     async def _drain(self) -> None:
         try:
-            while self._pending and not self._cancelled:
-                update = self._pending.popleft()
+            while not self.closed:
+                try:
+                    update = self.take()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    return
+                except ClClientError as exc:
+                    logger.warning(
+                        "subscription %s for job %s ended: %s",
+                        self.subscription_id,
+                        self.job_id,
+                        exc,
+                    )
+                    return
                 if self.on_progress is not None:
                     await self._guarded_progress(self.on_progress, update)
-                if update.is_terminal and self.on_complete is not None and not self._cancelled:
+                if update.is_terminal and self.on_complete is not None and not self.closed:
                     job = await self._resolve(update)
                     await self._guarded_complete(self.on_complete, job)
         finally:
@@ -112,7 +118,9 @@ class CallbackSubscription:
 
     async def _guarded_progress(self, callback: OnProgress, update: JobUpdate) -> None:
         try:
-            await _call(callback, update)
+            result = callback(update)
+            if inspect.isawaitable(result):
+                await result
         except Exception:
             logger.exception(
                 "on_progress callback of subscription %s (job %s) raised",

@@ -72,6 +72,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _some(names: Iterable[str], shown: int = 3) -> str:
+    """``a, b, c and 9,997 more`` for a log line."""
+    items = list(names)
+    text = ", ".join(items[:shown])
+    return f"{text} and {len(items) - shown:,} more" if len(items) > shown else text
+
+
 class ComputeClient(PluginAccess):
     """Async client of the CL Server compute service.
 
@@ -119,7 +126,6 @@ class ComputeClient(PluginAccess):
         self._hub = JobHub(settings.job_cache_size)
         self._registry = WorkerRegistry(settings.worker_ttl)
         self._subscriptions: dict[str, CallbackSubscription] = {}
-        self._worker_watches: list[WorkerWatch] = []
         self._schedule = ReconcileSchedule(
             self._hub,
             SchedulePolicy.from_settings(settings),
@@ -202,13 +208,21 @@ class ComputeClient(PluginAccess):
             self._state = "closed"
             return
         self._state = "closed"
-        closed = ClientClosedError("the ComputeClient was closed")
-        self._hub.fail_all(closed)
-        for sub in list(self._subscriptions.values()):
-            sub.cancel()
+        subscriptions = list(self._subscriptions.values())
         self._subscriptions.clear()
-        for watch in list(self._worker_watches):
-            watch.close()
+        for sub in subscriptions:
+            sub.cancel()
+        if subscriptions:
+            # One line for all of them: a client closed with 10,000 open subscriptions is one
+            # event, not 10,000.
+            logger.warning(
+                "the ComputeClient was closed with %d open subscription(s) (jobs %s); their "
+                "callbacks will not be called again",
+                len(subscriptions),
+                _some(sub.job_id for sub in subscriptions),
+            )
+        self._hub.fail_all(ClientClosedError("the ComputeClient was closed"))
+        self._registry.end_watches()
         if self._tg is not None:
             # Exited in the scope it was entered in (see __aenter__); its own scope is shielded
             # so an outer cancellation does not interrupt the teardown of the background tasks.
@@ -568,9 +582,7 @@ class ComputeClient(PluginAccess):
         """Worker changes as WorkerEvent: one per known worker first, then each change
         (``event.info`` None when a worker leaves or ages out)."""
         self._require_open()
-        watch = WorkerWatch(self._registry, self.settings.callback_queue_size)
-        self._worker_watches.append(watch)
-        return watch
+        return WorkerWatch(self._registry, self.settings.callback_queue_size)
 
     async def wait_for_workers(
         self, capabilities: Iterable[str], *, timeout: float = 30.0

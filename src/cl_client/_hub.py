@@ -24,11 +24,11 @@ logger = logging.getLogger("cl_client")
 
 
 class Subscriber(Protocol):
-    """Something that wants a job's updates: a watch mailbox or a callback subscription."""
+    """Something that wants a job's updates: a watch's mailbox sink or a callback subscription."""
 
-    def deliver(self, update: JobUpdate) -> None: ...
+    def deliver(self, update: JobUpdate, /) -> None: ...
 
-    def fail(self, error: ClClientError) -> None: ...
+    def fail(self, error: ClClientError, /) -> None: ...
 
 
 @dataclass

@@ -7,21 +7,19 @@ job backwards, or repeat its current state, is dropped. Older status names (``in
 
 from __future__ import annotations
 
-from ._models import JobStatus, JobUpdate
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import JobUpdate
 
 __all__ = ["accepts", "canonical_status", "is_failure", "is_terminal", "rank"]
 
-_CANONICAL = {
-    JobStatus.IN_PROGRESS.value: JobStatus.PROCESSING.value,
-    JobStatus.FAILED.value: JobStatus.ERROR.value,
-}
-_RANK = {
-    JobStatus.QUEUED.value: 0,
-    JobStatus.PROCESSING.value: 1,
-    JobStatus.COMPLETED.value: 2,
-    JobStatus.ERROR.value: 2,
-}
+# (Plain strings rather than JobStatus: _models imports this module, not the other way round.)
+_CANONICAL = {"in_progress": "processing", "failed": "error"}
+_RANK = {"queued": 0, "processing": 1, "completed": 2, "error": 2}
 _UNKNOWN_RANK = 1
+_EXACT_RANK = {**_RANK, "in_progress": 1, "failed": 2}
+"""The statuses as servers spell them: one dict lookup on the hot path."""
 
 
 def canonical_status(status: str) -> str:
@@ -32,6 +30,9 @@ def canonical_status(status: str) -> str:
 
 def rank(status: str) -> int:
     """Position in the lifecycle: 0 queued, 1 processing (or unknown), 2 terminal."""
+    found = _EXACT_RANK.get(status)
+    if found is not None:
+        return found
     return _RANK.get(canonical_status(status), _UNKNOWN_RANK)
 
 
@@ -42,7 +43,7 @@ def is_terminal(status: str) -> bool:
 
 def is_failure(status: str) -> bool:
     """True for ``error`` (and ``failed``)."""
-    return canonical_status(status) == JobStatus.ERROR.value
+    return canonical_status(status) == "error"
 
 
 def accepts(previous: JobUpdate | None, new: JobUpdate) -> bool:
@@ -54,11 +55,14 @@ def accepts(previous: JobUpdate | None, new: JobUpdate) -> bool:
     """
     if previous is None:
         return True
-    if is_terminal(previous.status):
+    old_rank = rank(previous.status)
+    if old_rank == 2:
         return False
-    old_rank, new_rank = rank(previous.status), rank(new.status)
+    new_rank = rank(new.status)
     if new_rank != old_rank:
         return new_rank > old_rank
-    if canonical_status(new.status) != canonical_status(previous.status):
+    if new.status != previous.status and (
+        canonical_status(new.status) != canonical_status(previous.status)
+    ):
         return True
     return new.progress > previous.progress

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue
 
+from ._lifecycle import is_failure, is_terminal
+
 __all__ = [
     "CapabilitiesResponse",
     "CleanupResult",
@@ -60,15 +62,11 @@ class JobResponse(_Model):
     @property
     def is_terminal(self) -> bool:
         """True once the job has completed or failed."""
-        from ._lifecycle import is_terminal
-
         return is_terminal(self.status)
 
     @property
     def is_failed(self) -> bool:
         """True if the job ended in error."""
-        from ._lifecycle import is_failure
-
         return is_failure(self.status)
 
     @property
@@ -111,14 +109,10 @@ class JobUpdate(_Model):
 
     @property
     def is_terminal(self) -> bool:
-        from ._lifecycle import is_terminal
-
         return is_terminal(self.status)
 
     @property
     def is_failed(self) -> bool:
-        from ._lifecycle import is_failure
-
         return is_failure(self.status)
 
     @property

@@ -7,13 +7,9 @@ one counts from when it arrived. A busy worker (``idle_count == 0``) is still pr
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable
-from types import TracebackType
-from typing import Self
+from collections.abc import Iterable
 
-import anyio
-
+from ._mailbox import Mailbox, MailboxSink, Wakeup
 from ._models import WorkerEvent, WorkerInfo
 
 __all__ = ["WorkerRegistry", "WorkerWatch"]
@@ -26,8 +22,8 @@ class WorkerRegistry:
         self.ttl = ttl
         self._workers: dict[str, WorkerInfo] = {}
         self._seen_at: dict[str, float] = {}
-        self._listeners: list[Callable[[WorkerEvent], None]] = []
-        self._waiters: list[anyio.Event] = []
+        self._watches: list[MailboxSink[WorkerEvent]] = []
+        self._changed = Wakeup()
 
     @property
     def workers(self) -> dict[str, WorkerInfo]:
@@ -71,90 +67,63 @@ class WorkerRegistry:
             self._emit(WorkerEvent(worker_id=worker_id, info=None))
 
     def _emit(self, event: WorkerEvent) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.set()
+        for sink in list(self._watches):
+            sink.deliver(event)
+        self._changed.wake()
 
     async def wait_changed(self) -> None:
-        """Return after the next change."""
-        waiter = anyio.Event()
-        self._waiters.append(waiter)
-        await waiter.wait()
+        """Return after the next change (a cancelled wait leaves nothing behind)."""
+        await self._changed.wait()
 
-    def listen(self, listener: Callable[[WorkerEvent], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
+    def add_watch(self, sink: MailboxSink[WorkerEvent]) -> None:
+        """Deliver every change to ``sink`` from now on."""
+        self._watches.append(sink)
 
-        def stop() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+    def remove_watch(self, sink: MailboxSink[WorkerEvent]) -> None:
+        if sink in self._watches:
+            self._watches.remove(sink)
 
-        return stop
+    def end_watches(self) -> None:
+        """End every worker watch (the client is closing): their iterations stop."""
+        for sink in list(self._watches):
+            sink.finish()
 
     def missing(self, needed: Iterable[str]) -> list[str]:
         have = self.capabilities()
         return sorted({cap for cap in needed if cap not in have})
 
 
-class WorkerWatch:
+class _WorkerSink(MailboxSink[WorkerEvent]):
+    """What the registry holds for a watch: drop-oldest, unregistering itself when it ends."""
+
+    __slots__ = ("registry",)
+
+    def __init__(self, registry: WorkerRegistry, limit: int) -> None:
+        super().__init__(limit=limit)
+        self.registry = registry
+
+    def on_end(self) -> None:
+        self.registry.remove_watch(self)
+
+
+class WorkerWatch(Mailbox[WorkerEvent]):
     """Worker changes: first one event per known worker, then every change as it happens.
 
     ``event.info`` is None when a worker leaves or ages out. The mailbox keeps the newest
-    ``max_pending`` events (``dropped`` counts the rest).
+    ``max_pending`` events (``dropped`` counts the rest). An ``anyio.abc.ObjectReceiveStream``;
+    it ends when the client closes, and unregisters when closed or dropped.
     """
 
+    __slots__ = ()
+
     def __init__(self, registry: WorkerRegistry, max_pending: int = 1000) -> None:
-        self._pending: deque[WorkerEvent] = deque(
-            (WorkerEvent(worker_id=wid, info=info) for wid, info in registry.workers.items()),
-        )
-        self._max_pending = max_pending
-        self._waiter: anyio.Event | None = None
-        self._closed = False
-        self.dropped = 0
-        self._stop = registry.listen(self._deliver)
+        sink = _WorkerSink(registry, max_pending)
+        super().__init__(sink)
+        for worker_id, info in registry.workers.items():
+            sink.deliver(WorkerEvent(worker_id=worker_id, info=info))
+        registry.add_watch(sink)
 
-    def _deliver(self, event: WorkerEvent) -> None:
-        if len(self._pending) >= self._max_pending:
-            self._pending.popleft()
-            self.dropped += 1
-        self._pending.append(event)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            self._waiter.set()
-            self._waiter = None
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> WorkerEvent:
-        while True:
-            if self._pending:
-                return self._pending.popleft()
-            if self._closed:
-                raise StopAsyncIteration
-            waiter = self._waiter = anyio.Event()
-            await waiter.wait()
-
-    async def aclose(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._stop()
-            self._pending.clear()
-            self._wake()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the consumer fell ``max_pending`` behind."""
+        return self._sink.dropped
