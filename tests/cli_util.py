@@ -70,6 +70,7 @@ def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             "CL_USERNAME",
             "CL_PASSWORD",
             "CL_CLIENT_BACKEND",
+            "CL_PROFILE",
         )
         and not k.startswith("COV_")
     }

@@ -26,6 +26,15 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return param
 
 
+@pytest.fixture(autouse=True)
+def _cli_config_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test gets its own empty ``cl-client`` config directory (never the user's)."""
+    monkeypatch.setenv("CL_CLIENT_CONFIG_DIR", str(tmp_path_factory.mktemp("cl-client-config")))
+    monkeypatch.delenv("CL_PROFILE", raising=False)
+
+
 @pytest.fixture
 async def mqtt_url() -> AsyncIterator[str]:
     """A broker for one test: the external one if configured, else a fresh embedded broker."""

@@ -64,7 +64,15 @@ _PLUGIN_GROUPS: dict[str, LazyCommand] = {
         "._media_thumbnail", "group", "JPEG thumbnails of images and videos: generate"
     ),
 }
-_OTHER_GROUPS: dict[str, LazyCommand] = {}
+_OTHER_GROUPS: dict[str, LazyCommand] = {
+    "login": LazyCommand("._session", "login", "Log in and save the token for later commands"),
+    "logout": LazyCommand("._session", "logout", "Forget the saved login"),
+    "whoami": LazyCommand("._session", "whoami", "The logged-in user, permissions, token expiry"),
+    "config": LazyCommand("._session", "config_group", "The effective settings: show"),
+    "user": LazyCommand(
+        "._users", "group", "User administration (admin): create, list, get, update, delete"
+    ),
+}
 
 
 def _version() -> str:
@@ -89,8 +97,8 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Plugin groups and verbs accept '-' or '_' (clip-embedding or clip_embedding). "
     "Exit codes: 0 ok, 1 a job failed or timed out, 2 usage error, 3 server/broker/auth "
-    "unreachable or credentials refused, 130 interrupted. Settings: flags > environment > "
-    "defaults.",
+    "unreachable or credentials refused (or the login expired), 130 interrupted. Settings: "
+    "flags > environment > the profile in the config file > defaults (cl-client config show).",
 )
 @click.option(
     "--compute-url",
@@ -129,6 +137,14 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     show_envvar=True,
     help="The password (prompted for, hidden, when a username is given without one).",
 )
+@click.option(
+    "--profile",
+    envvar=ENV_VARS["profile"],
+    show_envvar=True,
+    metavar="NAME",
+    help="Use the server URLs of this profile of the config file (and its saved login). "
+    "[default: default]",
+)
 @click.option("--no-auth", is_flag=True, help="Send no credentials, even if CL_USERNAME is set.")
 @click.option("--no-mqtt", is_flag=True, help="Follow jobs by HTTP polling only (no broker).")
 @click.option(
@@ -166,6 +182,7 @@ async def cli(
     auth_url: str | None,
     username: str | None,
     password: str | None,
+    profile: str | None,
     no_auth: bool,
     no_mqtt: bool,
     local: bool,
@@ -178,7 +195,15 @@ async def cli(
     them live. Results go to stdout (--json: one JSON object per input), progress and errors to
     stderr."""
     sources: dict[str, str] = {}
-    for name in ("compute_url", "mqtt_url", "auth_url", "username", "password", "backend"):
+    for name in (
+        "compute_url",
+        "mqtt_url",
+        "auth_url",
+        "username",
+        "password",
+        "backend",
+        "profile",
+    ):
         source = ctx.get_parameter_source(name)
         if source is click.core.ParameterSource.COMMANDLINE:
             sources[name] = "flag"
@@ -209,6 +234,7 @@ async def cli(
         backend=backend,
         verbose=verbose,
         quiet=quiet,
+        profile=profile,
         sources=sources,
     )
 

@@ -85,6 +85,7 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "username": "CL_USERNAME",
     "password": "CL_PASSWORD",
     "backend": "CL_CLIENT_BACKEND",
+    "profile": "CL_PROFILE",
 }
 """The environment variable of each root setting that has one."""
 
@@ -109,6 +110,8 @@ class RootOptions:
     backend: str | None = None
     verbose: int = 0
     quiet: bool = False
+    profile: str | None = None
+    """The configuration profile asked for (``--profile`` / ``CL_PROFILE``)."""
     sources: dict[str, str] = field(default_factory=dict[str, str])
 
 

@@ -5,14 +5,14 @@ Imported only once a command is about to run (never for ``--help``). The pieces,
 a command meets them:
 
 * :class:`Settings`: the root options resolved ``flags > environment > layers > defaults``,
-  remembering where each value came from. ``layers`` is where a future configuration file or
-  profile plugs in (between the environment and the defaults) without touching the commands.
+  remembering where each value came from. ``layers`` holds the profile of the config file
+  (:mod:`._config`), between the environment and the defaults.
 * :class:`Output`: results on stdout (one JSON object per line with ``--json``), messages,
   progress and logs on stderr, rich rendering only on a terminal.
 * :meth:`App.open_client`: the one way to get a connected
   :class:`~cl_client.ComputeClient` (starting the local service for ``--local``, logging in
-  with ``--username``), failing with exit code 3 and one clear line when something cannot be
-  reached or refuses the credentials.
+  with ``--username``, or else using the profile's saved ``cl-client login``), failing with
+  exit code 3 and one clear line when something cannot be reached or refuses the credentials.
 * :func:`execute` / :func:`run_main`: run a command's work on the chosen backend, turn Ctrl-C
   into a clean cancellation (exit 130) and every error into one line and an exit code
   (a traceback only with ``--verbose``).
@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from cl_client import ComputeClient
-    from cl_client.auth import AuthProvider
+    from cl_client.auth import AuthProvider, SessionManager
+
+    from ._config import StoredSession
 
 __all__ = [
     "App",
@@ -80,6 +82,8 @@ class Settings:
     backend: str
     verbose: int
     quiet: bool
+    profile: str | None = None
+    """The profile asked for (None: ``default``)."""
     sources: Mapping[str, str] = field(default_factory=dict[str, str])
     """Per setting: ``"flag"``, ``"env NAME"``, a layer's name, or ``"default"``."""
 
@@ -126,6 +130,7 @@ class Settings:
             backend=values["backend"] or DEFAULTS["backend"],
             verbose=root.verbose,
             quiet=root.quiet,
+            profile=root.profile,
             sources=sources,
         )
 
@@ -325,9 +330,34 @@ class App:
         return lambda: self._on_interrupt.remove(callback)
 
     async def _auth(self, stack: AsyncExitStack) -> AuthProvider | None:
-        """The credentials to send: a logged-in session for ``--username``, else none."""
+        """The credentials to send: the session's token (see :meth:`session`), else none."""
+        found = await self.session(stack)
+        if found is None:
+            return None
+        session, stored = found
+        if stored is None:
+            return session.auth_provider
+        from cl_client.auth import JWTAuthProvider
+
+        source = _SavingTokenSource(session, self.settings.profile, stored)
+        # Keep the token fresh even while no request is made (a long wait on MQTT): a saved
+        # login holds no password, so a token that expired unseen could not be renewed.
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        tg.start_soon(_keep_fresh, session, source)
+        stack.callback(tg.cancel_scope.cancel)
+        return JWTAuthProvider(session=source)
+
+    async def session(
+        self, stack: AsyncExitStack
+    ) -> tuple[SessionManager, StoredSession | None] | None:
+        """The session of this command, closed with ``stack``: logged in with ``--username``
+        (the password in memory only), or else the saved login of the profile (its token is
+        refreshed as needed and the new one saved); None when there is neither (guest).
+
+        Returns the session and the saved login it came from (None for ``--username``).
+        """
         settings = self.settings
-        if settings.username is None:
+        if settings.no_auth or settings.local:
             return None
         from cl_client import AuthenticationError, TransportError
         from cl_client.auth import SessionManager
@@ -336,9 +366,17 @@ class App:
         session = await stack.enter_async_context(
             SessionManager(auth_url=settings.auth_url, compute_url=compute_url, mqtt_url=mqtt_url)
         )
+        if settings.username is None:
+            stored = self.stored_session()
+            if stored is None:
+                return None
+            session.set_token(stored.access_token)
+            stack.push_async_callback(_save_if_renewed, session, settings.profile, stored)
+            logger.info("using the saved login of %s at %s", stored.username, stored.auth_url)
+            return session, stored
         password = settings.password if settings.password is not None else ""
         try:
-            await session.login(settings.username, password)
+            await session.login(settings.username, password, remember=True)
         except AuthenticationError as exc:
             raise CliError(
                 f"the auth service at {settings.auth_url} refused the credentials of "
@@ -352,7 +390,23 @@ class App:
                 ExitCode.UNAVAILABLE,
             ) from exc
         logger.info("logged in to %s as %s", settings.auth_url, settings.username)
-        return session.auth_provider
+        return session, None
+
+    def stored_session(self) -> StoredSession | None:
+        """The profile's saved login, if it belongs to this command's auth service."""
+        from ._config import load_session
+
+        stored = load_session(self.settings.profile)
+        if stored is None:
+            return None
+        if stored.auth_url != self.settings.auth_url:
+            logger.info(
+                "the saved login is for %s, not %s: not used",
+                stored.auth_url,
+                self.settings.auth_url,
+            )
+            return None
+        return stored
 
     @asynccontextmanager
     async def open_client(self, *, check_server: bool = True) -> AsyncGenerator[ComputeClient]:
@@ -378,10 +432,76 @@ class App:
             if client.server is not None and client.server.auth_required and auth is None:
                 raise CliError(
                     f"the compute service at {settings.compute_url} requires a login (guest "
-                    "mode is off): pass --username (or set CL_USERNAME and CL_PASSWORD)",
+                    "mode is off): run 'cl-client login' (or pass --username)",
                     ExitCode.UNAVAILABLE,
                 )
             yield client
+
+
+class _SavingTokenSource:
+    """The session's tokens for compute requests; a renewed token is saved at once, so a
+    command killed later still leaves the newest token behind."""
+
+    def __init__(self, session: SessionManager, profile: str | None, stored: StoredSession):
+        self._session = session
+        self._profile = profile
+        self._stored = stored
+
+    async def get_valid_token(self) -> str:
+        token = await self._session.get_valid_token()
+        self._save(token)
+        return token
+
+    async def replace_rejected_token(self, token: str | None) -> bool:
+        replaced = await self._session.replace_rejected_token(token)
+        current = self._session.token
+        if current is not None:
+            self._save(current.access_token)
+        return replaced
+
+    def _save(self, token: str) -> None:
+        if token != self._stored.access_token:
+            self._stored = _save_token(self._profile, self._stored, token)
+
+
+async def _keep_fresh(session: SessionManager, source: _SavingTokenSource) -> None:
+    """Renew the session's token before it expires, for as long as the command runs."""
+    from cl_client import ClClientError
+
+    while True:
+        token = session.token
+        remaining = token.expires_in() if token is not None else None
+        if remaining is None or remaining <= 0:
+            return  # no expiry to watch, or too late: the next request reports it
+        await anyio.sleep(max(remaining / 3, 0.05))
+        try:
+            _ = await source.get_valid_token()
+        except ClClientError as exc:
+            logger.info("could not renew the saved login's token: %s", exc)
+            return
+
+
+def _save_token(profile: str | None, stored: StoredSession, token: str) -> StoredSession:
+    from ._config import save_session
+
+    renewed = replace(stored, access_token=token)
+    save_session(profile, renewed)
+    logger.info("saved the renewed token of %s", stored.username)
+    return renewed
+
+
+async def _save_if_renewed(
+    session: SessionManager, profile: str | None, stored: StoredSession
+) -> None:
+    from ._config import load_session
+
+    current = session.token
+    if current is None or current.access_token == stored.access_token:
+        return
+    latest = load_session(profile)
+    if latest is not None and latest.access_token == current.access_token:
+        return
+    _save_token(profile, stored, current.access_token)
 
 
 def _detail(exc: Exception) -> str:
@@ -414,11 +534,20 @@ def describe_error(exc: BaseException) -> tuple[ExitCode, str]:
         JobTimeoutError,
         ParameterError,
         PermissionDeniedError,
+        SessionExpiredError,
         TransportError,
     )
 
     if isinstance(exc, TransportError):
         return ExitCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, SessionExpiredError):
+        return (
+            ExitCode.UNAVAILABLE,
+            f"the saved login can no longer be renewed ({_detail(exc)}): "
+            "run 'cl-client login' again",
+        )
+    if isinstance(exc, PermissionDeniedError):
+        return ExitCode.UNAVAILABLE, f"{exc} (the server refused: log in as a user who may)"
     if isinstance(exc, AuthenticationError | PermissionDeniedError):
         return ExitCode.UNAVAILABLE, f"{exc} (check --username / CL_USERNAME and the password)"
     if isinstance(exc, ParameterError):
@@ -514,10 +643,19 @@ async def execute(inv: Invocation, *, handle_signals: bool) -> ExitCode:
     """
     work = inv.work
     assert work is not None
-    app = App(inv, Settings.resolve(inv.root))
+    from ._config import load_profile
+
+    layer_error: CliError | None = None
+    try:
+        layers = [load_profile(inv.root.profile)]
+    except CliError as exc:
+        layers, layer_error = [], exc
+    app = App(inv, Settings.resolve(inv.root, layers))
     code = ExitCode.OK
     async with _logging(inv, app.settings.verbose):
         try:
+            if layer_error is not None:
+                raise layer_error
             password = prompt_password(inv, app.settings)
             if password is not None:
                 app.settings = replace(app.settings, password=password)
