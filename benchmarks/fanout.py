@@ -267,7 +267,7 @@ async def run_client(
     async with client:
         memory = Memory()
         await wait_processes(publish(url, prefix, jobs, "queued:0:1"))
-        await poll_until(lambda: client.stats.hub.accepted >= jobs, 120)
+        await poll_until(lambda: client.statistics().updates_accepted >= jobs, 120)
         result.objects_per_update, result.bytes_per_update = memory.per(jobs)
 
         async with anyio.create_task_group() as tg:
@@ -311,14 +311,14 @@ async def run_client(
             # burst: throughput, consumer-bound
             plans, result.events = burst_plans(jobs, events)
             phase = Phase()
-            messages = client.stats.mqtt_messages
+            messages = client.statistics().mqtt_messages
             wait_blocking(publish(url, prefix, jobs, *plans))
             start, cpu = time.perf_counter(), time.process_time()
             await poll_until(lambda: phase.ended >= jobs, 120, 0.002)
             result.cpu = time.process_time() - cpu
             result.seconds = phase.last - start
             result.delivered = phase.received
-            if client.stats.mqtt_messages - messages < result.events:
+            if client.statistics().mqtt_messages - messages < result.events:
                 result.seconds = float("nan")  # something was lost: no rate
             tg.cancel_scope.cancel()
     if compute_url:

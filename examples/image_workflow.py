@@ -46,12 +46,14 @@ class ImageReport:
 async def process(client: ComputeClient, image: Path, out_dir: Path) -> ImageReport:
     """Submit the four jobs for one image, wait for all of them, fetch the results, clean up."""
     done = JobCompletions()
-    exif = await client.exif.extract(image, tags=["Make", "Model"], on_complete=done.on_complete)
-    thumb = await client.media_thumbnail.generate(
-        image, width=256, height=256, on_complete=done.on_complete
+    exif = await client.exif.extract(
+        image=image, tags=["Make", "Model"], on_complete=done.on_complete
     )
-    clip = await client.clip_embedding.embed_image(image, on_complete=done.on_complete)
-    digest = await client.hash.compute(image, algorithm="md5", on_complete=done.on_complete)
+    thumb = await client.media_thumbnail.generate(
+        media=image, width=256, height=256, on_complete=done.on_complete
+    )
+    clip = await client.clip_embedding.embed_image(image=image, on_complete=done.on_complete)
+    digest = await client.hash.compute(image=image, algorithm="md5", on_complete=done.on_complete)
     jobs = [exif, thumb, clip, digest]
     try:
         for job in jobs:

@@ -9,20 +9,25 @@ offers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Unpack
 
 import anyio
 import pytest
 
-from cl_client._client import ComputeClient
-from cl_client._errors import ClClientError, NotFoundError
-from cl_client._http import FormValue
-from cl_client._models import JobCreated
-from cl_client._settings import ClientSettings
+from cl_client import (
+    ClClientError,
+    ClientSettings,
+    ComputeClient,
+    FileArg,
+    FormValue,
+    JobNotFoundError,
+    JobResponse,
+    SubmitOptions,
+)
 from cl_client.testing import LocalComputeService
 from tests.media import make_face_jpeg, make_jpeg, make_png, make_text, make_video
 from tests.plugins_real_server import (
@@ -55,14 +60,17 @@ class TrackingClient(ComputeClient):
     async def submit(
         self,
         task_type: str,
-        file: str | os.PathLike[str] | None,
+        file: FileArg | None,
         params: Mapping[str, FormValue] | None = None,
-        *,
-        priority: int = 5,
-    ) -> JobCreated:
-        created = await super().submit(task_type, file, params, priority=priority)
-        self.created.append(created.job_id)
-        return created
+        **options: Unpack[SubmitOptions],
+    ) -> JobResponse:
+        # Remember the job before waiting for it (``wait=True``), so it is deleted even if the
+        # wait fails.
+        waiting = options.pop("wait", False)
+        timeout = options.pop("timeout", None) if waiting else None
+        job = await super().submit(task_type, file, params, **options)
+        self.created.append(job.job_id)
+        return await self._wait_within(job.job_id, timeout) if waiting else job
 
     async def delete_created(self) -> None:
         """Delete every job this client submitted (already deleted ones are fine)."""
@@ -70,7 +78,7 @@ class TrackingClient(ComputeClient):
             for job_id in self.created:
                 try:
                     await self.delete_job(job_id)
-                except NotFoundError:
+                except JobNotFoundError:
                     pass
                 except ClClientError as exc:  # pragma: no cover - diagnostic only
                     print(f"could not delete job {job_id}: {exc}")

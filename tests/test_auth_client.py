@@ -13,7 +13,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from cl_client._errors import (
+from cl_client import (
     AuthenticationError,
     BadRequestError,
     NotFoundError,

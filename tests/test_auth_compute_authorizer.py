@@ -49,7 +49,7 @@ def refused(
 ) -> tuple[int, object]:
     with pytest.raises(HTTPException) as info:
         authorizer.check(header, guest_mode=False, admin=admin)
-    detail: object = info.value.detail  # pyright: ignore[reportAny]
+    detail: object = info.value.detail
     return info.value.status_code, detail
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cl_client._client import ComputeClient
-from cl_client._errors import AuthenticationError, PermissionDeniedError, SessionExpiredError
+from cl_client import AuthenticationError, ComputeClient, PermissionDeniedError, SessionExpiredError
 from cl_client.auth import NoAuthProvider, SessionManager, Token
 from cl_client.testing import LocalAuthService, LocalComputeService, generic_task
 

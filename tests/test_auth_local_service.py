@@ -59,7 +59,7 @@ async def test_create_user_parses_permissions_like_the_real_service(
             headers={"Authorization": f"Bearer {auth.issue_token('admin')}"},
         )
     assert response.status_code == 201
-    assert response.json()["permissions"] == stored  # pyright: ignore[reportAny]
+    assert response.json()["permissions"] == stored
 
 
 async def test_missing_slash_redirects_and_json_is_refused() -> None:

@@ -9,7 +9,7 @@ import time
 import anyio
 import pytest
 
-from cl_client._errors import ProtocolError, SessionExpiredError
+from cl_client import ProtocolError, SessionExpiredError
 from cl_client.auth import (
     AuthProvider,
     JWTAuthProvider,

@@ -11,8 +11,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from cl_client._errors import AuthenticationError, SessionExpiredError, TransportError
-from cl_client._settings import ClientSettings
+from cl_client import AuthenticationError, ClientSettings, SessionExpiredError, TransportError
 from cl_client.auth import JWTAuthProvider, SessionManager, SessionSettings, Token
 from cl_client.testing import LocalAuthService
 

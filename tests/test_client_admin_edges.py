@@ -49,18 +49,28 @@ async def test_admin_calls_and_config_fallback(svc: LocalComputeService, upload:
         assert (await client.cleanup(days=0)).deleted_count >= 0
         with pytest.raises(ParameterError, match="days"):
             await client.cleanup(days=-1)
-    # A server with only the newer /admin/pref routes: the client falls back.
-    newer = svc.settings(admin_config_paths=("/admin/missing", "/admin/pref"))
-    async with ComputeClient(newer) as client:
-        assert (await client.get_config()).guest_mode is True
-        changed = await client.set_guest_mode(True)
-        assert changed.guest_mode is True
+    # The real server has no /admin/pref: the client's fallback path ends in a 404 there.
+    pref_only = svc.settings(admin_config_paths=("/admin/pref",))
+    async with ComputeClient(pref_only) as client:
+        with pytest.raises(NotFoundError):
+            await client.get_config()
     nowhere = svc.settings(admin_config_paths=("/admin/missing",))
     async with ComputeClient(nowhere) as client:
         with pytest.raises(NotFoundError):
             await client.get_config()
         with pytest.raises(NotFoundError):
             await client.set_guest_mode(False)
+
+
+async def test_admin_config_falls_back_to_a_newer_servers_pref_routes(
+    local_compute_factory: Factory,
+) -> None:
+    async with local_compute_factory(admin_pref=True) as newer_server:
+        newer = newer_server.settings(admin_config_paths=("/admin/missing", "/admin/pref"))
+        async with ComputeClient(newer) as client:
+            assert (await client.get_config()).guest_mode is True
+            changed = await client.set_guest_mode(True)
+            assert changed.guest_mode is True
 
 
 async def test_settings_forms_and_external_http_client(svc: LocalComputeService) -> None:

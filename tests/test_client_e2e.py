@@ -10,25 +10,30 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Unpack
 
 import anyio
 import anyio.lowlevel
 import pytest
 
-from cl_client._client import ComputeClient
-from cl_client._errors import (
+from cl_client import (
     ClientClosedError,
+    ComputeClient,
     DownloadError,
     JobFailedError,
+    JobNotFoundError,
+    JobResponse,
     JobTimeoutError,
+    JobUpdate,
     MqttError,
     NotFoundError,
     ParameterError,
+    SettingsOverrides,
     TransportError,
+    WorkerEvent,
     WorkerUnavailableError,
 )
 from cl_client._lifecycle import rank
-from cl_client._models import JobResponse, JobUpdate, WorkerEvent
 from cl_client.testing import LocalComputeService, generic_task
 
 from .util import wait_until
@@ -51,7 +56,9 @@ def own_threads() -> set[str]:
     return {t.name for t in threading.enumerate() if not t.name.startswith(pools)}
 
 
-def client_for(service: LocalComputeService, **overrides: object) -> ComputeClient:
+def client_for(
+    service: LocalComputeService, **overrides: Unpack[SettingsOverrides]
+) -> ComputeClient:
     return ComputeClient(service.settings(**overrides))
 
 
@@ -146,7 +153,7 @@ async def test_duplicate_and_out_of_order_events_are_ignored(
     # Whatever interleaving the broker delivered, the watch moved strictly forward, once per state.
     ranks = [rank(u.status) for u in updates]
     assert ranks == sorted(set(ranks)) and updates[-1].status == "completed"
-    assert client.stats.hub.dropped >= 4  # two extra copies each of queued and completed
+    assert client.statistics().updates_dropped >= 4  # two extra copies each of queued and completed
     assert statuses == [u.status for u in updates]
 
 
@@ -167,11 +174,13 @@ async def test_broker_restart_mid_watch_reconnects_and_delivers_terminal(
                         break
                 await svc.restart_broker()
                 await svc.wait_for_broker_connection()
-                await wait_until(lambda: client.mqtt_connected and client.stats.reconnects > 0)
+                await wait_until(
+                    lambda: client.mqtt_connected and client.statistics().reconnects > 0
+                )
                 gate.open()
                 final = [u async for u in watch]
     assert final[-1].status == "completed"
-    assert client.stats.reconnects >= 1
+    assert client.statistics().reconnects >= 1
 
 
 async def test_malformed_payloads_are_logged_and_ignored(
@@ -184,7 +193,7 @@ async def test_malformed_payloads_are_logged_and_ignored(
             await svc.publish_raw(b"nope", topic=f"{svc.worker_topic_prefix}/w-bad")
             job = await client.wait((await client.submit("generic", upload)).job_id)
     assert job.status == "completed"
-    assert client.stats.malformed_messages == 5
+    assert client.statistics().malformed_messages == 5
     assert caplog.text.count("ignored a malformed message") == 5
 
 
@@ -213,7 +222,7 @@ async def test_ten_thousand_watches_need_no_task_each(svc: LocalComputeService) 
         for job_id in ids:
             await svc.publish_event(job_id, "queued")
         with anyio.fail_after(30):
-            await wait_until(lambda: client.stats.hub.accepted >= n, timeout=30)
+            await wait_until(lambda: client.statistics().updates_accepted >= n, timeout=30)
         tasks_before = len(anyio.get_running_tasks())
         watches = [client.watch(job_id) for job_id in ids]
         assert len(anyio.get_running_tasks()) == tasks_before
@@ -433,9 +442,10 @@ async def test_deleting_a_running_job_ends_its_watch(
 
 async def test_watch_of_unknown_job_fails_with_not_found(svc: LocalComputeService) -> None:
     async with client_for(svc) as client:
-        with anyio.fail_after(5), pytest.raises(NotFoundError):
+        with anyio.fail_after(5), pytest.raises(JobNotFoundError) as info:
             async for _ in client.watch("no-such-job"):
                 pass
+    assert info.value.job_id == "no-such-job"
 
 
 async def test_polling_path(svc: LocalComputeService, upload: Path) -> None:
@@ -495,7 +505,7 @@ async def test_older_servers_full_status_topic(svc: LocalComputeService) -> None
     async with client_for(svc, job_status_topic=topic, reconcile_interval=60) as client:
         await svc.publish_event("old-1", "queued")
         with anyio.fail_after(5):
-            await wait_until(lambda: client.stats.hub.accepted >= 1)
+            await wait_until(lambda: client.statistics().updates_accepted >= 1)
         watch = client.watch("old-1")
         body = b'{"job_id": "old-1", "task_type": "hash", "status": "failed", "error_message": "x"}'
         await svc.publish_raw(body, topic="inference/job_status/old-1")

@@ -8,27 +8,31 @@ import random
 import httpx
 import pytest
 
-from cl_client import _lifecycle as lifecycle
-from cl_client._backoff import Backoff
-from cl_client._errors import (
+from cl_client import (
     ApiError,
     AuthenticationError,
     BadRequestError,
     ClClientError,
+    ClientSettings,
     JobFailedError,
+    JobResponse,
     JobTimeoutError,
+    JobUpdate,
     NotFoundError,
     PermissionDeniedError,
     ProtocolError,
     RequestValidationError,
     ServerError,
+    ServerInfo,
+    WorkerInfo,
     WorkerUnavailableError,
-    error_from_response,
+    parse_mqtt_url,
 )
+from cl_client import _lifecycle as lifecycle
+from cl_client._backoff import Backoff
+from cl_client._errors import error_from_response
 from cl_client._hub import JobHub
-from cl_client._models import JobResponse, JobUpdate, ServerInfo, WorkerInfo
 from cl_client._payloads import decode_job_event, decode_job_status, decode_worker, topic_tail
-from cl_client._settings import ClientSettings, parse_mqtt_url
 
 
 def upd(status: str, progress: int = 0, job_id: str = "j1", **kw: object) -> JobUpdate:

@@ -12,13 +12,20 @@ import pytest
 from anyio.abc import ObjectReceiveStream
 from anyio.streams.stapled import StapledObjectStream
 
+from cl_client import (
+    ClClientError,
+    JobResponse,
+    JobUpdate,
+    JobWatch,
+    NotFoundError,
+    WorkerEvent,
+    WorkerInfo,
+    WorkerWatch,
+)
 from cl_client._callbacks import CallbackSubscription
-from cl_client._errors import ClClientError, NotFoundError
 from cl_client._hub import JobHub
 from cl_client._mailbox import Mailbox, MailboxSink
-from cl_client._models import JobResponse, JobUpdate, WorkerEvent, WorkerInfo
-from cl_client._watch import JobWatch
-from cl_client._workers import WorkerRegistry, WorkerWatch
+from cl_client._workers import WorkerRegistry
 
 pytestmark = pytest.mark.anyio
 

@@ -25,14 +25,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import JsonValue
 
-from cl_client._errors import MqttError
+from cl_client import MqttError, ParameterError, parse_mqtt_url
 from cl_client._mqtt import MqttMessage, connect_mqtt
-from cl_client._settings import parse_mqtt_url
-from cl_client.testing import EmbeddedBroker, LocalComputeService, generic_task
+from cl_client.testing import (
+    ComputeState,
+    EmbeddedBroker,
+    LocalComputeService,
+    TaskContext,
+    generic_task,
+)
 from cl_client.testing._compute_app import create_compute_app
-from cl_client.testing._jobs import ComputeState
-from cl_client.testing._plugin_base import TaskContext
-from cl_client.testing._service import _MqttLink  # pyright: ignore[reportPrivateUsage]
+from cl_client.testing._service import _MqttLink
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +92,7 @@ async def subscribe(url: str, *topics: str) -> AsyncGenerator[Subscriber]:
 
         async def read() -> None:
             async for message in conn.messages():
-                sub._add(message)  # pyright: ignore[reportPrivateUsage]
+                sub._add(message)
 
         tg.start_soon(read)
         yield sub
@@ -476,7 +479,7 @@ async def test_capability_messages_around_jobs(
         assert retained.payload == json.dumps(body).encode()
         _ = await submit(http)
         await sub.wait_for(lambda: len(_ads(sub, "w1")) >= 3)
-    idle = [json.loads(m.payload)["idle_count"] for m in _ads(sub, "w1")]  # pyright: ignore[reportAny]
+    idle = [json.loads(m.payload)["idle_count"] for m in _ads(sub, "w1")]
     assert idle[:3] == [1, 0, 1]
 
 
@@ -486,11 +489,33 @@ async def test_heartbeat_and_per_poll_announcements() -> None:
         await sub.wait_for(lambda: len(_ads(sub, "hb")) >= 3)
         body = json.loads(_ads(sub, "hb")[-1].payload)  # pyright: ignore[reportAny]
         assert body["worker_id"] == "hb" and body["capabilities"] == ["x"]
-    async with make_service(announce_each_poll=True, poll_interval=0.02) as svc:
+    async with make_service(worker_poll_interval=0.02) as svc:
         async with subscribe(svc.mqtt_url, WORKERS) as sub:
             await sub.wait_for(lambda: len(_ads(sub, "w1")) >= 5)
-        idle = [json.loads(m.payload)["idle_count"] for m in _ads(sub, "w1")]  # pyright: ignore[reportAny]
+        idle = [json.loads(m.payload)["idle_count"] for m in _ads(sub, "w1")]
         assert 0 in idle[1:]
+
+
+async def test_worker_poll_interval_keeps_the_real_workers_timing() -> None:
+    """With a poll interval a submission does not wake the worker: the job waits for the next
+    poll, as on the real server; without one it is picked up at once."""
+    async with (
+        make_service(worker_poll_interval=30.0) as svc,
+        httpx.AsyncClient(base_url=svc.compute_url) as http,
+    ):
+        assert svc.announce_each_poll
+        job_id = await submit(http)
+        await anyio.sleep(0.3)  # a worker woken by the submission takes milliseconds
+        assert svc.job(job_id).status == "queued"
+    async with (
+        make_service(worker_poll_interval=0.1) as svc,
+        httpx.AsyncClient(base_url=svc.compute_url) as http,
+    ):
+        first, second = await submit(http), await submit(http)
+        await wait_status(http, first, "completed")
+        await wait_status(http, second, "completed")
+    with pytest.raises(ParameterError, match="worker_poll_interval"):
+        LocalComputeService(worker_poll_interval=0)
 
 
 async def test_graceful_stop_clears_retained_message(
@@ -530,7 +555,7 @@ async def test_kill_leaves_stale_worker_and_stuck_job(
     async with subscribe(svc.mqtt_url, WORKERS) as late:
         await late.wait_for(lambda: bool(_ads(late, "w1")))
     stale = _ads(late, "w1")[0]
-    assert stale.retain and json.loads(stale.payload)["idle_count"] == 0  # pyright: ignore[reportAny]
+    assert stale.retain and json.loads(stale.payload)["idle_count"] == 0
     assert (await capabilities(http))["num_workers"] == 1
     svc.faults.clear()
     await anyio.sleep(0.1)
@@ -671,7 +696,7 @@ async def test_download_checks(svc: LocalComputeService, http: httpx.AsyncClient
     assert response.headers["content-disposition"].startswith("attachment;")
     response = await http.get(f"{base}/output/result.json")
     assert response.headers["content-disposition"] == 'attachment; filename="result.json"'
-    assert json.loads(response.content)["size"] == 10  # pyright: ignore[reportAny]
+    assert json.loads(response.content)["size"] == 10
     ranged = await http.get(f"{base}/input/my%20pic%20%C3%A9.txt", headers={"Range": "bytes=2-4"})
     assert (ranged.status_code, ranged.content) == (206, b"234")
     cases = {
@@ -724,26 +749,42 @@ async def test_admin_storage_and_cleanup(svc: LocalComputeService, http: httpx.A
     assert (await http.get(f"/jobs/{new}")).status_code == 200
 
 
-async def test_admin_config_and_pref(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
-    for prefix in ("/admin/config", "/admin/pref"):
-        svc.guest_mode = True
-        assert (await http.get(prefix)).json() == {
-            "guest_mode": True,
-            "updated_at": svc.state.config_updated_at,
-            "updated_by": None,
-        }
-        assert (
-            await http.put(f"{prefix}/guest-mode", json={"guest_mode": False})
-        ).status_code == 422
-        response = await http.put(f"{prefix}/guest-mode", data={"guest_mode": "off"})
-        assert response.json() == {
-            "guest_mode": False,
-            "message": "Configuration updated successfully",
-        }
-        assert (await http.get("/")).json()["guestMode"] == "off"
-        response = await http.get(prefix)
-        assert response.status_code == 401
-        assert isinstance(svc.state.config_updated_at, int)
+async def test_admin_pref_routes_only_when_asked(http: httpx.AsyncClient) -> None:
+    """The real server has no /admin/pref (the newer upstream's name): 404 unless asked for."""
+    assert (await http.get("/admin/pref")).status_code == 404
+    put = await http.put("/admin/pref/guest-mode", data={"guest_mode": "false"})
+    assert put.status_code in (404, 405)
+    assert (await http.get("/admin/config")).status_code == 200
+
+
+async def test_admin_config_and_pref() -> None:
+    async with (
+        make_service(admin_pref=True) as svc,
+        httpx.AsyncClient(base_url=svc.compute_url) as http,
+    ):
+        for prefix in ("/admin/config", "/admin/pref"):
+            await _check_admin_config(svc, http, prefix)
+
+
+async def _check_admin_config(
+    svc: LocalComputeService, http: httpx.AsyncClient, prefix: str
+) -> None:
+    svc.guest_mode = True
+    assert (await http.get(prefix)).json() == {
+        "guest_mode": True,
+        "updated_at": svc.state.config_updated_at,
+        "updated_by": None,
+    }
+    assert (await http.put(f"{prefix}/guest-mode", json={"guest_mode": False})).status_code == 422
+    response = await http.put(f"{prefix}/guest-mode", data={"guest_mode": "off"})
+    assert response.json() == {
+        "guest_mode": False,
+        "message": "Configuration updated successfully",
+    }
+    assert (await http.get("/")).json()["guestMode"] == "off"
+    response = await http.get(prefix)
+    assert response.status_code == 401
+    assert isinstance(svc.state.config_updated_at, int)
 
 
 async def test_auth_when_guest_mode_is_off() -> None:
@@ -889,7 +930,7 @@ async def test_link_keeps_messages_that_could_not_be_sent() -> None:
     link = _MqttLink(parse_mqtt_url("mqtt://127.0.0.1:1"), subscriptions=[], on_message=print)
     await link.publish("t", b"kept while down")
     conn = _FlakyConnection()
-    link._conn = conn  # pyright: ignore[reportPrivateUsage]
+    link._conn = conn
     await link.publish("t", b"failed once")
     assert (link.pending, link.connected) == (2, True)
     conn.broken = False

@@ -26,10 +26,9 @@ import anyio
 import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
-from cl_client._errors import MqttError, ParameterError
+from cl_client import MqttError, ParameterError, parse_mqtt_url
 from cl_client._mqtt import MqttConnection, MqttMessage, connect_mqtt
 from cl_client._mqtt_wire import MalformedPacketError, PacketSocket
-from cl_client._settings import parse_mqtt_url
 
 from .mosquitto import Mosquitto, find_mosquitto, free_port, running_mosquitto
 
@@ -1132,7 +1131,7 @@ async def test_aiomqtt_needs_asyncio(combo: tuple[str, Backend]) -> None:
 
 
 async def test_resolve_without_traffic() -> None:
-    from cl_client._mqtt import _resolve  # pyright: ignore[reportPrivateUsage]
+    from cl_client._mqtt import _resolve
 
     assert await _resolve("::1", 1883) == [(socket.AF_INET6, ("::1", 1883, 0, 0))]
     assert await _resolve("127.0.0.1", 1883) == [(socket.AF_INET, ("127.0.0.1", 1883))]

@@ -27,10 +27,10 @@ from fastapi import FastAPI, UploadFile
 from PIL import Image, TiffImagePlugin
 from pydantic import JsonValue, TypeAdapter
 
-from cl_client.testing import _plugin_base, _plugin_exif, _plugin_ml
+from cl_client.testing import TaskContext, _plugin_base, _plugin_exif, _plugin_ml
 from cl_client.testing._plugin_media import thumbnail_size
 from cl_client.testing._plugin_routes import PLUGIN_NAMES, plugin_router
-from cl_client.testing._plugin_tasks import TASKS, TaskContext
+from cl_client.testing._plugin_tasks import TASKS
 from tests.media import EXIF_FIELDS, make_face_jpeg, make_jpeg, make_png, make_text, make_video
 
 FFMPEG_NEEDED = "ffmpeg is needed to make the test video (apt-get install ffmpeg; .ci/run does)"

@@ -1,7 +1,8 @@
 """The nine plugins end to end: real HTTP and MQTT to the local compute service (or a real server).
 
 Every plugin is tested on the callback path (``on_progress``/``on_complete`` over MQTT) and on the
-polling path (``wait=True``), on asyncio and trio, and its typed result is checked.
+waiting path (``wait=True``), on asyncio and trio, and its typed result is checked. The calls
+use the plan's keyword shapes (``image=``, ``media=``, ``video=``, ``output_format=``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cl_client._callbacks import OnComplete, OnProgress
+from cl_client import JobResponse, JobUpdate, OnComplete, OnProgress
 from cl_client._lifecycle import rank
-from cl_client._models import JobResponse, JobUpdate
 from cl_client.plugins import EmbeddingResult, HlsVariant
 from tests.media import EXIF_FIELDS
 from tests.plugin_target import PluginTarget
@@ -29,18 +29,22 @@ WAIT_TIMEOUT = 60.0
 
 
 class Follow:
-    """How a test follows its job: callbacks (MQTT) or HTTP polling (``wait=True``)."""
+    """How a test follows its job: callbacks, or ``wait=True`` (the call returns the final job)."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.updates: list[JobUpdate] = []
         self.completed: list[JobResponse] = []
         self._done: anyio.Event | None = None
-        self.timeout = WAIT_TIMEOUT
 
     @property
     def wait(self) -> bool:
-        return self.mode == "polling"
+        return self.mode == "wait"
+
+    @property
+    def timeout(self) -> float | None:
+        """A limit on ``wait=True`` (without ``wait`` a timeout is refused)."""
+        return WAIT_TIMEOUT if self.wait else None
 
     @property
     def on_progress(self) -> OnProgress | None:
@@ -64,7 +68,7 @@ class Follow:
 
     async def final(self, job: JobResponse) -> JobResponse:
         """The completed job, checked: the path's own guarantees hold."""
-        if self.mode == "polling":
+        if self.mode == "wait":
             assert job.status == "completed", job.error_message
             return job
         assert job.status in ("queued", "processing", "completed")
@@ -81,7 +85,7 @@ class Follow:
         return done
 
 
-@pytest.fixture(params=["callback", "polling"])
+@pytest.fixture(params=["callback", "wait"])
 def follow(request: pytest.FixtureRequest) -> Follow:
     mode: str = request.param  # pyright: ignore[reportAny]
     return Follow(mode)
@@ -114,7 +118,7 @@ async def test_clip_embedding(target: PluginTarget, follow: Follow) -> None:
     await target.require("clip_embedding")
     plugin = target.client.clip_embedding
     job = await plugin.embed_image(
-        target.image(),
+        image=target.image(),
         wait=follow.wait,
         timeout=follow.timeout,
         on_progress=follow.on_progress,
@@ -133,7 +137,7 @@ async def test_dino_embedding(target: PluginTarget, follow: Follow) -> None:
     await target.require("dino_embedding")
     plugin = target.client.dino_embedding
     job = await plugin.embed_image(
-        target.png(),
+        image=target.png(),
         normalize=False,
         wait=follow.wait,
         timeout=follow.timeout,
@@ -149,7 +153,7 @@ async def test_face_embedding(target: PluginTarget, follow: Follow) -> None:
     await target.require("face_embedding")
     plugin = target.client.face_embedding
     job = await plugin.embed_faces(
-        target.face(),
+        image=target.face(),
         wait=follow.wait,
         timeout=follow.timeout,
         on_progress=follow.on_progress,
@@ -178,7 +182,7 @@ async def test_hash(target: PluginTarget, follow: Follow) -> None:
     await target.require("hash")
     image = target.image()
     job = await target.client.hash.compute(
-        image,
+        image=image,
         algorithm="md5",
         wait=follow.wait,
         timeout=follow.timeout,
@@ -213,7 +217,7 @@ EXIF_TAGS = ["Make", "Model", "ISO", "FNumber", "DateTimeOriginal", "GPSLatitude
 async def test_exif(target: PluginTarget, follow: Follow) -> None:
     await target.require("exif")
     job = await target.client.exif.extract(
-        target.exif_image(),
+        image=target.exif_image(),
         tags=EXIF_TAGS,
         wait=follow.wait,
         timeout=follow.timeout,
@@ -255,7 +259,7 @@ async def test_face_detection(target: PluginTarget, follow: Follow, tmp_path: Pa
     await target.require("face_detection")
     face = target.face()
     job = await target.client.face_detection.detect(
-        face,
+        image=face,
         confidence_threshold=0.5,
         nms_threshold=0.3,
         wait=follow.wait,
@@ -290,8 +294,8 @@ async def test_image_conversion(target: PluginTarget, follow: Follow, tmp_path: 
     await target.require("image_conversion")
     source = target.png()
     job = await target.client.image_conversion.convert(
-        source,
-        format="jpg",
+        image=source,
+        output_format="jpg",
         quality=70,
         wait=follow.wait,
         timeout=follow.timeout,
@@ -312,7 +316,7 @@ async def test_image_conversion(target: PluginTarget, follow: Follow, tmp_path: 
 async def test_image_conversion_one_call(target: PluginTarget, tmp_path: Path) -> None:
     await target.require("image_conversion")
     result = await target.client.image_conversion.run(
-        target.image(), tmp_path / "photo.webp", format="webp", timeout=WAIT_TIMEOUT
+        target.image(), tmp_path / "photo.webp", output_format="webp", timeout=WAIT_TIMEOUT
     )
     with Image.open(result.path) as converted:
         assert converted.format == "WEBP"
@@ -331,7 +335,7 @@ async def test_media_thumbnail(target: PluginTarget, follow: Follow, tmp_path: P
     await target.require("media_thumbnail")
     image = target.image()
     job = await target.client.media_thumbnail.generate(
-        image,
+        media=image,
         width=128,
         height=128,
         wait=follow.wait,
@@ -387,7 +391,7 @@ async def test_hls_streaming(target: PluginTarget, follow: Follow, tmp_path: Pat
     if not target.is_real:
         variants = [HlsVariant(resolution=96, bitrate=200), HlsVariant(72, 150)]
     job = await target.client.hls_streaming.generate_manifest(
-        target.long_video(),
+        video=target.long_video(),
         variants=variants,
         wait=follow.wait,
         timeout=follow.timeout,

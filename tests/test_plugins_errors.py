@@ -15,19 +15,24 @@ import httpx
 import pytest
 
 import cl_client._http
-from cl_client._client import ComputeClient
-from cl_client._errors import (
+from cl_client import (
+    ComputeClient,
     DownloadError,
     JobFailedError,
+    JobNotFoundError,
+    JobResponse,
     JobTimeoutError,
     NotFoundError,
+    OnComplete,
+    OnProgress,
     ParameterError,
     ProtocolError,
     RequestValidationError,
+    RunOptions,
     ServerError,
+    SubmitOptions,
     WorkerUnavailableError,
 )
-from cl_client._models import JobResponse
 from cl_client.plugins import (
     ClipEmbeddingPlugin,
     DetectedFace,
@@ -40,12 +45,11 @@ from cl_client.plugins import (
     HlsStreamingPlugin,
     HlsVariant,
     ImageConversionPlugin,
+    ImageFormat,
     MediaThumbnailPlugin,
-    PluginClient,
+    VariantSpec,
 )
 from cl_client.plugins import _results as results_module
-from cl_client.plugins._hls_streaming import VariantSpec
-from cl_client.plugins._image_conversion import ImageFormat
 from cl_client.testing import LocalComputeService
 from tests.media import make_face_jpeg, make_jpeg, make_text, make_video
 from tests.plugin_target import open_target
@@ -66,8 +70,8 @@ def image(tmp_path: Path) -> Path:
     return make_jpeg(tmp_path / "photo.jpg", (160, 90))
 
 
-async def test_plugin_properties_are_lazy_typed_and_configured(client: ComputeClient) -> None:
-    plugins: list[tuple[PluginClient, type[PluginClient]]] = [
+async def test_plugin_properties_are_lazy_typed_and_small(client: ComputeClient) -> None:
+    plugins: list[tuple[object, type]] = [
         (client.clip_embedding, ClipEmbeddingPlugin),
         (client.dino_embedding, DinoEmbeddingPlugin),
         (client.exif, ExifPlugin),
@@ -78,13 +82,29 @@ async def test_plugin_properties_are_lazy_typed_and_configured(client: ComputeCl
         (client.image_conversion, ImageConversionPlugin),
         (client.media_thumbnail, MediaThumbnailPlugin),
     ]
+    verbs = {
+        ClipEmbeddingPlugin: "embed_image",
+        DinoEmbeddingPlugin: "embed_image",
+        ExifPlugin: "extract",
+        FaceDetectionPlugin: "detect",
+        FaceEmbeddingPlugin: "embed_faces",
+        HashPlugin: "compute",
+        HlsStreamingPlugin: "generate_manifest",
+        ImageConversionPlugin: "convert",
+        MediaThumbnailPlugin: "generate",
+    }
+    task_types: set[str] = set()
     for plugin, cls in plugins:
         assert type(plugin) is cls
-        assert plugin.client is client
-        assert plugin.endpoint == f"/jobs/{cls.task_type}"
-        assert cls.task_type in repr(plugin)
+        task_type = cast(str, getattr(cls, "task_type"))  # noqa: B009
+        task_types.add(task_type)
+        assert task_type in repr(plugin)
+        # A plugin client shows its verb, result() and run(), and nothing of the plumbing.
+        public = {name for name in dir(plugin) if not name.startswith("_")}
+        extra = {"download_crop", "download_crops"} if cls is FaceDetectionPlugin else set[str]()
+        assert public == {verbs[cls], "result", "run", "task_type"} | extra, cls
     assert client.hash is client.hash
-    assert len({p.task_type for p, _ in plugins}) == 9
+    assert len(task_types) == 9
 
 
 def wrong(value: object) -> bool:
@@ -154,19 +174,21 @@ async def test_invalid_parameters_fail_before_anything_is_sent(
             ["include_original"],
         ),
         (
-            lambda: client.image_conversion.convert(image, format=cast(ImageFormat, "svg")),
-            ["format", "'png'", "'jpg'", "'webp'", "'tiff'", "'svg'"],
+            lambda: client.image_conversion.convert(image, output_format=cast(ImageFormat, "svg")),
+            ["output_format", "'png'", "'jpg'", "'webp'", "'tiff'", "'svg'"],
         ),
         (
-            lambda: client.image_conversion.convert(image, format=cast(ImageFormat, 3)),
-            ["format", "'png'"],
+            lambda: client.image_conversion.convert(image, output_format=cast(ImageFormat, 3)),
+            ["output_format", "'png'"],
         ),
         (
-            lambda: client.image_conversion.convert(image, format="png", quality=0),
+            lambda: client.image_conversion.convert(image, output_format="png", quality=0),
             ["quality", "from 1 to 100"],
         ),
         (
-            lambda: client.image_conversion.run(image, image.parent, format="jpg", quality=101),
+            lambda: client.image_conversion.run(
+                image, image.parent, output_format="jpg", quality=101
+            ),
             ["quality"],
         ),
         (lambda: client.media_thumbnail.generate(image, width=0), ["width", ">= 1"]),
@@ -188,11 +210,29 @@ async def test_invalid_parameters_fail_before_anything_is_sent(
         (lambda: client.hash.compute(image, wait=wrong("yes")), ["wait"]),
         (lambda: client.hash.run(image, delete_job=wrong("yes")), ["delete_job"]),
         (lambda: client.clip_embedding.run(image, numpy=wrong("x")), ["numpy"]),
-        (lambda: client.hash.submit_with_files({"image": image}), ["'file'", "'image'"]),
+        # The shared options: a misspelt one, one that belongs to the other form, bad values.
         (
-            lambda: client.hash.submit_with_files({"file": image, "extra": image}),
-            ["exactly one upload"],
+            lambda: client.hash.compute(image, **cast(SubmitOptions, {"priorty": 3})),
+            ["unknown option 'priorty'", "did you mean 'priority'"],
         ),
+        (
+            lambda: client.hash.run(image, **cast(RunOptions, {"wait": True})),
+            ["unknown option 'wait'"],
+        ),
+        (
+            lambda: client.hash.compute(image, **cast(SubmitOptions, {"delete_job": True})),
+            ["unknown option 'delete_job'"],
+        ),
+        (lambda: client.hash.compute(image, timeout=5), ["timeout applies only with wait=True"]),
+        (
+            lambda: client.hash.compute(image, on_complete=cast(OnComplete, "print")),
+            ["on_complete", "callable"],
+        ),
+        (
+            lambda: client.hash.run(image, on_progress=cast(OnProgress, 1)),
+            ["on_progress", "callable"],
+        ),
+        (lambda: client.submit("hash", image, priority=12), ["priority", "from 0 to 10"]),
     ]
     for call, expected in cases:
         with pytest.raises(ParameterError) as info:
@@ -244,20 +284,22 @@ async def test_server_errors_become_typed_errors_with_the_servers_detail(
 ) -> None:
     text = make_text(tmp_path / "notes.txt")
     with pytest.raises(RequestValidationError) as invalid:
-        await client.hash.submit_with_files(text, {"algorithm": "sha1"})
+        await client.submit("hash", text, {"algorithm": "sha1"})
     assert invalid.value.status_code == 422
     locs = [e.get("loc") for e in invalid.value.errors if isinstance(e, dict)]
     assert ["body", "algorithm"] in locs
     with pytest.raises(ServerError) as failed:
-        await client.hls_streaming.submit_with_files(text, {"variants": "not json"})
+        await client.submit("hls_streaming", text, {"variants": "not json"})
     assert failed.value.status_code == 500 and failed.value.detail == "Internal Server Error"
-    with pytest.raises(NotFoundError) as missing:
+    with pytest.raises(JobNotFoundError) as missing:
         await client.hash.result("no-such-job")
     assert missing.value.detail == "Job no-such-job not found"
+    assert missing.value.job_id == "no-such-job" and missing.value.status_code == 404
     job = await client.media_thumbnail.generate(image, wait=True, timeout=30)
     await client.delete_job(job.job_id)
-    with pytest.raises(NotFoundError, match="not found"):
+    with pytest.raises(JobNotFoundError, match="not found") as gone:
         await client.media_thumbnail.result(job, tmp_path / "gone.jpg")
+    assert gone.value.job_id == job.job_id
     assert not (tmp_path / "gone.jpg").exists()
 
 
@@ -294,7 +336,7 @@ async def test_existing_download_targets_are_kept_unless_overwrite(
     with pytest.raises(ParameterError, match="no crop file"):
         await client.face_detection.download_crop(faces.job, no_crop, tmp_path)
     with pytest.raises(ParameterError, match="invalid job file path"):
-        await client.hash.read_file(faces.job.job_id, "../../etc/passwd")
+        await client.read_job_file(faces.job.job_id, "../../etc/passwd")
 
 
 async def test_unfinished_foreign_and_failed_jobs(
@@ -312,7 +354,7 @@ async def test_unfinished_foreign_and_failed_jobs(
     with pytest.raises(JobTimeoutError) as ran:
         await client.hash.run(image, timeout=0.2, delete_job=True)
     assert ran.value.last_status == "queued"
-    with pytest.raises(NotFoundError):
+    with pytest.raises(JobNotFoundError):
         await client.get_job(ran.value.job_id)
     local_compute.resume_workers()
     with anyio.fail_after(10):
@@ -327,9 +369,9 @@ async def test_unfinished_foreign_and_failed_jobs(
         completed.append(job)
         done.set()
 
-    failed = await client.hash.compute(
-        image, wait=True, timeout=30, on_complete=on_complete
-    )  # the failure is returned, not raised
+    with pytest.raises(JobFailedError) as waited_failure:  # as client.wait() raises it
+        await client.hash.compute(image, wait=True, timeout=30, on_complete=on_complete)
+    failed = waited_failure.value.job
     assert failed.status == "error" and failed.error_message == "Simulated failure"
     with anyio.fail_after(10):
         await done.wait()
@@ -339,20 +381,8 @@ async def test_unfinished_foreign_and_failed_jobs(
     assert error.value.job.job_id == failed.job_id
     with pytest.raises(JobFailedError) as run_error:
         await client.hash.run(image, timeout=30, delete_job=True)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(JobNotFoundError):
         await client.get_job(run_error.value.job.job_id)
-
-
-async def test_submit_job_is_for_plugins_without_files(client: ComputeClient) -> None:
-    with pytest.raises(ParameterError, match=r"submit_with_files\(files"):
-        await client.hash.submit_job({"algorithm": "md5"})
-
-
-class PingPlugin(PluginClient):
-    """A future plugin that takes no file."""
-
-    task_type: ClassVar[str] = "ping"
-    requires_file: ClassVar[bool] = False
 
 
 class FakeServer:
@@ -394,13 +424,13 @@ def fake_client(server: FakeServer) -> ComputeClient:
     )
 
 
-async def test_submit_job_posts_form_fields_to_the_configured_endpoint() -> None:
+async def test_submit_without_a_file_posts_form_fields_to_the_configured_endpoint() -> None:
     server = FakeServer(complete_after=3)
     async with fake_client(server) as client:
-        plugin = PingPlugin(client)
-        assert plugin.endpoint == "/api/jobs/ping"
         seen: list[str] = []
-        job = await plugin.submit_job(
+        job = await client.submit(
+            "ping",
+            None,
             {"count": 2, "flag": True, "skip": None},
             priority=3,
             wait=True,
@@ -419,24 +449,27 @@ async def test_submit_job_posts_form_fields_to_the_configured_endpoint() -> None
         assert seen[0] == "queued"
 
 
-async def test_submit_returns_the_submission_state_when_the_follow_up_get_fails(
+async def test_a_submission_is_one_request_and_returns_the_job_as_submitted(
     tmp_path: Path,
 ) -> None:
     server = FakeServer()
-    server.fail_gets = True
+    server.fail_gets = True  # a GET would fail: there must be none
     async with fake_client(server) as client:
-        job = await PingPlugin(client).submit_job(priority=7)
+        job = await client.submit("ping", None, priority=7)
         assert (job.job_id, job.status, job.task_type, job.priority) == ("j1", "queued", "ping", 7)
         hashed = await client.hash.compute(make_text(tmp_path / "a.txt"), algorithm="md5")
-        assert hashed.job_id == "j1" and hashed.task_type == "hash"
-        assert server.requests[-2].url.path == "/api/jobs/hash"  # POST, then the failed GET
+        assert hashed.job_id == "j1" and hashed.task_type == "hash" and hashed.status == "queued"
+        assert [(r.method, r.url.path) for r in server.requests] == [
+            ("POST", "/api/jobs/ping"),
+            ("POST", "/api/jobs/hash"),
+        ]
 
 
 async def test_a_malformed_submission_reply_is_a_protocol_error() -> None:
     server = FakeServer(created_body=json.dumps({"nope": 1}).encode())
     async with fake_client(server) as client:
         with pytest.raises(ProtocolError, match="JobCreated"):
-            await PingPlugin(client).submit_job()
+            await client.submit("ping", None)
 
 
 class FakeHlsServer:
@@ -502,7 +535,7 @@ async def test_hls_download_dedupes_and_reports_a_missing_segment_plainly(
 async def test_one_upload_field_mapping_and_images_without_faces(
     client: ComputeClient, image: Path, tmp_path: Path
 ) -> None:
-    job = await client.hash.submit_with_files({"file": image}, {"algorithm": "md5"}, wait=True)
+    job = await client.submit("hash", image, {"algorithm": "md5"}, wait=True)
     assert job.status == "completed" and job.params.get("input_path") == "input/photo.jpg"
     faces = await client.face_detection.run(image)  # a gradient: no skin tones, no faces
     assert faces.num_faces == 0 and faces.faces == []
@@ -527,5 +560,5 @@ async def test_targets_check_worker_capabilities_and_delete_their_jobs(
         job = await target.client.hash.compute(target.text(), wait=True, timeout=30)
         assert target.client.created == [job.job_id]
         await target.client.delete_created()
-        with pytest.raises(NotFoundError):
+        with pytest.raises(JobNotFoundError):
             await target.client.get_job(job.job_id)

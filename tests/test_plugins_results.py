@@ -14,8 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from cl_client._errors import DownloadError, JobFailedError, ParameterError, ProtocolError
-from cl_client._models import JobResponse
+from cl_client import DownloadError, JobFailedError, JobResponse, ParameterError, ProtocolError
 from cl_client.plugins import (
     BoundingBox,
     DetectedFace,

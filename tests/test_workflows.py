@@ -18,8 +18,7 @@ import anyio
 import pytest
 from PIL import Image
 
-from cl_client._errors import NotFoundError
-from cl_client._models import JobResponse, JobUpdate
+from cl_client import JobNotFoundError, JobResponse, JobUpdate
 from cl_client.plugins import HlsVariant, JobCompletions, gather_parallel
 from tests.plugin_target import PluginTarget
 
@@ -61,7 +60,7 @@ async def delete_all(target: PluginTarget, jobs: list[JobResponse]) -> None:
     for job in jobs:
         await target.client.delete_job(job.job_id)
     for job in jobs:
-        with pytest.raises(NotFoundError):
+        with pytest.raises(JobNotFoundError):
             await target.client.get_job(job.job_id)
 
 
@@ -75,12 +74,18 @@ async def test_image_pipeline(target: PluginTarget, tmp_path: Path) -> None:
     submissions: list[Callable[[], Awaitable[JobResponse]]] = []
     for image in images:
         submissions += [
-            lambda i=image: client.exif.extract(i, tags=["Make"], on_progress=p, on_complete=c),
-            lambda i=image: client.media_thumbnail.generate(
-                i, width=96, height=96, on_progress=p, on_complete=c
+            lambda i=image: client.exif.extract(
+                image=i, tags=["Make"], on_progress=p, on_complete=c
             ),
-            lambda i=image: client.clip_embedding.embed_image(i, on_progress=p, on_complete=c),
-            lambda i=image: client.hash.compute(i, algorithm="md5", on_progress=p, on_complete=c),
+            lambda i=image: client.media_thumbnail.generate(
+                media=i, width=96, height=96, on_progress=p, on_complete=c
+            ),
+            lambda i=image: client.clip_embedding.embed_image(
+                image=i, on_progress=p, on_complete=c
+            ),
+            lambda i=image: client.hash.compute(
+                image=i, algorithm="md5", on_progress=p, on_complete=c
+            ),
         ]
     jobs = await flow.submit_all(submissions)
     assert len({job.job_id for job in jobs}) == 12
@@ -117,10 +122,10 @@ async def test_video_pipeline(target: PluginTarget, tmp_path: Path) -> None:
     p, c = flow.on_progress, flow.completions.on_complete
     submissions: list[Callable[[], Awaitable[JobResponse]]] = [
         lambda: client.hls_streaming.generate_manifest(
-            video, variants=variants, on_progress=p, on_complete=c
+            video=video, variants=variants, on_progress=p, on_complete=c
         ),
         lambda: client.media_thumbnail.generate(
-            video, width=128, height=128, on_progress=p, on_complete=c
+            media=video, width=128, height=128, on_progress=p, on_complete=c
         ),
     ]
     jobs = await flow.submit_all(submissions)

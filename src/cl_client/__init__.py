@@ -5,30 +5,36 @@
     from cl_client import ComputeClient
 
     async with ComputeClient(compute_url="http://host:8002", mqtt_url="mqtt://host:1883") as client:
-        created = await client.submit("hash", "photo.jpg")
-        job = await client.wait(created.job_id)
+        digest = await client.hash.run("photo.jpg", algorithm="md5")
+        job = await client.hash.compute(image="photo.jpg", wait=True)   # the final JobResponse
 
 Importing the package is cheap: each public name is imported from its module on first use
 (PEP 562), so ``cl-client --help`` and a script that needs one corner of the library do not pay
-for httpx, pydantic and the MQTT stack up front.
+for httpx, pydantic and the MQTT stack up front. Public names report this module as theirs
+(``repr(cl_client.NotFoundError)`` is ``<class 'cl_client.NotFoundError'>``).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, cast
+
+from ._public import set_public_module as _set_public_module
 
 if TYPE_CHECKING:
     from ._callbacks import OnComplete, OnProgress
-    from ._client import ClientStats, ComputeClient
+    from ._client import ClientStatistics, ComputeClient
     from ._errors import (
         ApiError,
         AuthenticationError,
         BadRequestError,
         ClClientError,
         ClientClosedError,
+        ComputeClientError,
         DownloadError,
         JobFailedError,
+        JobNotFoundError,
         JobTimeoutError,
         MqttError,
         NotFoundError,
@@ -41,11 +47,11 @@ if TYPE_CHECKING:
         TransportError,
         WorkerUnavailableError,
     )
+    from ._http import FileArg, FormValue
     from ._models import (
         CapabilitiesResponse,
         CleanupResult,
         ComputeConfig,
-        JobCreated,
         JobEvent,
         JobResponse,
         JobStatus,
@@ -55,7 +61,8 @@ if TYPE_CHECKING:
         WorkerEvent,
         WorkerInfo,
     )
-    from ._settings import ClientSettings, MqttEndpoint, parse_mqtt_url
+    from ._options import RunOptions, SubmitOptions
+    from ._settings import ClientSettings, MqttEndpoint, SettingsOverrides, parse_mqtt_url
     from ._watch import JobWatch
     from ._workers import WorkerWatch
     from .auth import AuthClient, AuthProvider, JWTAuthProvider, NoAuthProvider, SessionManager
@@ -72,14 +79,17 @@ _LAZY: dict[str, str] = {
     "CleanupResult": "._models",
     "ClientClosedError": "._errors",
     "ClientSettings": "._settings",
-    "ClientStats": "._client",
+    "ClientStatistics": "._client",
     "ComputeClient": "._client",
+    "ComputeClientError": "._errors",
     "ComputeConfig": "._models",
     "DownloadError": "._errors",
+    "FileArg": "._http",
+    "FormValue": "._http",
     "JWTAuthProvider": ".auth",
-    "JobCreated": "._models",
     "JobEvent": "._models",
     "JobFailedError": "._errors",
+    "JobNotFoundError": "._errors",
     "JobResponse": "._models",
     "JobStatus": "._models",
     "JobTimeoutError": "._errors",
@@ -95,11 +105,14 @@ _LAZY: dict[str, str] = {
     "PermissionDeniedError": "._errors",
     "ProtocolError": "._errors",
     "RequestValidationError": "._errors",
+    "RunOptions": "._options",
     "ServerError": "._errors",
     "ServerInfo": "._models",
     "SessionExpiredError": "._errors",
     "SessionManager": ".auth",
+    "SettingsOverrides": "._settings",
     "StorageInfo": "._models",
+    "SubmitOptions": "._options",
     "TransportError": "._errors",
     "WorkerEvent": "._models",
     "WorkerInfo": "._models",
@@ -114,8 +127,19 @@ def __getattr__(name: str) -> object:
     if module is None:
         raise AttributeError(f"module 'cl_client' has no attribute {name!r}")
     value = cast(object, getattr(importlib.import_module(module, __name__), name))
+    _name_loaded()
     globals()[name] = value  # the next access is a plain module attribute
     return value
+
+
+def _name_loaded() -> None:
+    """Give every public name whose module is loaded by now this module as its ``__module__``
+    (so an error raised inside the library shows ``cl_client.JobNotFoundError`` even if the
+    program never looked it up here)."""
+    for public, module in _LAZY.items():
+        loaded = sys.modules.get(f"{__name__}{module}")
+        if loaded is not None:
+            _set_public_module(vars(loaded), [public], __name__)
 
 
 def __dir__() -> list[str]:
@@ -133,14 +157,17 @@ __all__ = [
     "CleanupResult",
     "ClientClosedError",
     "ClientSettings",
-    "ClientStats",
+    "ClientStatistics",
     "ComputeClient",
+    "ComputeClientError",
     "ComputeConfig",
     "DownloadError",
+    "FileArg",
+    "FormValue",
     "JWTAuthProvider",
-    "JobCreated",
     "JobEvent",
     "JobFailedError",
+    "JobNotFoundError",
     "JobResponse",
     "JobStatus",
     "JobTimeoutError",
@@ -156,11 +183,14 @@ __all__ = [
     "PermissionDeniedError",
     "ProtocolError",
     "RequestValidationError",
+    "RunOptions",
     "ServerError",
     "ServerInfo",
     "SessionExpiredError",
     "SessionManager",
+    "SettingsOverrides",
     "StorageInfo",
+    "SubmitOptions",
     "TransportError",
     "WorkerEvent",
     "WorkerInfo",

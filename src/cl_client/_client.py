@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import uuid
@@ -11,7 +12,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, Unpack
 
 import anyio
 import anyio.abc
@@ -23,20 +24,20 @@ from ._errors import (
     ClClientError,
     ClientClosedError,
     JobFailedError,
+    JobNotFoundError,
     JobTimeoutError,
     MqttError,
-    NotFoundError,
+    ParameterError,
     ProtocolError,
     WorkerUnavailableError,
 )
 from ._groups import unwrap_group
-from ._http import ComputeHttp, FormValue, safe_join
-from ._hub import HubStats, JobHub
+from ._http import ComputeHttp, FileArg, FormValue, safe_join
+from ._hub import JobHub
 from ._models import (
     CapabilitiesResponse,
     CleanupResult,
     ComputeConfig,
-    JobCreated,
     JobResponse,
     JobUpdate,
     ServerInfo,
@@ -44,28 +45,59 @@ from ._models import (
     WorkerInfo,
 )
 from ._mqtt import MqttMessage, connect_mqtt
+from ._options import SubmitOptions, job_options
 from ._payloads import decode_job_event, decode_job_status, decode_worker, topic_tail
 from ._reconcile import Reconciler, ReconcileSchedule, SchedulePolicy
-from ._settings import ClientSettings
+from ._settings import ClientSettings, SettingsOverrides, with_overrides
 from ._watch import JobWatch
 from ._workers import WorkerRegistry, WorkerWatch
 from .auth import AuthProvider, NoAuthProvider
 from .plugins._access import PluginAccess
 
-__all__ = ["ClientStats", "ComputeClient"]
+__all__ = ["ClientStatistics", "ComputeClient"]
 
 logger = logging.getLogger("cl_client")
 
 
 @dataclass
-class ClientStats:
-    """Counters for monitoring; read ``client.stats``."""
+class _Counters:
+    """The client's own running counters (the hub keeps its own); see ClientStatistics."""
 
-    hub: HubStats
     mqtt_messages: int = 0
     malformed_messages: int = 0
     reconnects: int = 0
     reconciled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStatistics:
+    """A snapshot of a ComputeClient's counters, from ``client.statistics()``.
+
+    It does not change afterwards: call ``statistics()`` again for fresh numbers.
+    """
+
+    mqtt_connected: bool
+    """Whether the MQTT feed was connected."""
+    mqtt_messages: int
+    """Messages received on the subscribed topics."""
+    malformed_messages: int
+    """Messages dropped because their payload did not decode (logged as warnings)."""
+    reconnects: int
+    """MQTT connections lost and re-established."""
+    reconciled: int
+    """``GET /jobs/{id}`` requests made to check watched jobs."""
+    updates_received: int
+    """Job updates received from any source (MQTT, HTTP, submissions)."""
+    updates_accepted: int
+    """Updates that changed a job's state and were delivered to its subscribers."""
+    updates_dropped: int
+    """Duplicates, out-of-order updates and updates after a terminal state."""
+    watched_jobs: int
+    """Jobs with at least one watch, wait or callback subscription."""
+    subscriptions: int
+    """Open callback subscriptions."""
+    workers: int
+    """Live workers known from their capability messages."""
 
 
 def _now_ms() -> int:
@@ -96,8 +128,9 @@ class ComputeClient(PluginAccess):
     the client owns, and stops when the ``async with`` block ends.
 
     Args:
-        settings: A :class:`ClientSettings`; keyword ``overrides`` are applied on top of it (or
-            on top of the defaults when no settings are given).
+        settings: A :class:`ClientSettings`; keyword ``overrides`` (any ClientSettings field,
+            see :class:`SettingsOverrides`) are applied on top of it, or on top of the defaults
+            when no settings are given. A misspelt keyword or a bad value raises ParameterError.
         auth: Where request headers come from (default: no authentication).
         http_client: An ``httpx.AsyncClient`` to use instead of creating one (not closed by us).
         mqtt_backend: ``"auto"`` (aiomqtt on asyncio, paho-mqtt on trio), or force one.
@@ -112,14 +145,20 @@ class ComputeClient(PluginAccess):
         http_client: httpx.AsyncClient | None = None,
         mqtt_backend: Literal["auto", "aiomqtt", "paho"] = "auto",
         check_server: bool = True,
-        **overrides: object,
+        **overrides: Unpack[SettingsOverrides],
     ) -> None:
-        if settings is None:
-            settings = ClientSettings.model_validate(overrides)
-        elif overrides:
-            settings = ClientSettings.model_validate({**settings.model_dump(), **overrides})
-        self.settings = settings
-        self.auth: AuthProvider = auth if auth is not None else NoAuthProvider()
+        if settings is not None and not isinstance(settings, ClientSettings):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ParameterError(
+                f"settings must be a ClientSettings or None, got {type(settings).__name__}; "
+                "pass URLs and other fields as keywords: ComputeClient(compute_url=...)"
+            )
+        if mqtt_backend not in ("auto", "aiomqtt", "paho"):
+            raise ParameterError(
+                f"mqtt_backend must be 'auto', 'aiomqtt' or 'paho', got {mqtt_backend!r}"
+            )
+        settings = with_overrides(settings, overrides)
+        self._settings: ClientSettings = settings
+        self._auth: AuthProvider = auth if auth is not None else NoAuthProvider()
         self._external_http = http_client
         self._mqtt_backend: Literal["auto", "aiomqtt", "paho"] = mqtt_backend
         self._check_server = check_server
@@ -136,14 +175,45 @@ class ComputeClient(PluginAccess):
         self._http_layer: ComputeHttp | None = None
         self._server_info: ServerInfo | None = None
         self._state: Literal["new", "open", "closed"] = "new"
-        self.mqtt_connected = False
-        """Whether the MQTT feed is connected right now."""
-        self.stats = ClientStats(hub=self._hub.stats)
+        self._mqtt_connected = False
+        self._stats = _Counters()
 
     def __repr__(self) -> str:
         return (
             f"ComputeClient(compute_url={self.settings.compute_url!r}, "
             f"mqtt_url={self.settings.mqtt.url!r}, auth={self.auth!r}, state={self._state!r})"
+        )
+
+    @property
+    def settings(self) -> ClientSettings:
+        """The settings in use (frozen: create another client to change them)."""
+        return self._settings
+
+    @property
+    def auth(self) -> AuthProvider:
+        """Where request headers come from."""
+        return self._auth
+
+    @property
+    def mqtt_connected(self) -> bool:
+        """Whether the MQTT feed is connected right now."""
+        return self._mqtt_connected
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of the client's counters (a new object each call)."""
+        hub = self._hub.stats
+        return ClientStatistics(
+            mqtt_connected=self._mqtt_connected,
+            mqtt_messages=self._stats.mqtt_messages,
+            malformed_messages=self._stats.malformed_messages,
+            reconnects=self._stats.reconnects,
+            reconciled=self._stats.reconciled,
+            updates_received=hub.published,
+            updates_accepted=hub.accepted,
+            updates_dropped=hub.dropped,
+            watched_jobs=self._hub.watched_count(),
+            subscriptions=len(self._subscriptions),
+            workers=len(self._registry.workers),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -195,15 +265,21 @@ class ComputeClient(PluginAccess):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose(exc_type, exc, tb)
+        await self._close(exc_type, exc, tb)
 
-    async def aclose(
+    async def aclose(self) -> None:
+        """Stop every background task and end every watch and subscription (idempotent).
+
+        ``async with`` calls it; call it yourself only for a client entered by hand.
+        """
+        await self._close(None, None, None)
+
+    async def _close(
         self,
-        exc_type: type[BaseException] | None = None,
-        exc: BaseException | None = None,
-        tb: TracebackType | None = None,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
-        """Stop every background task and end every watch and subscription (idempotent)."""
         if self._state != "open":
             self._state = "closed"
             return
@@ -267,7 +343,7 @@ class ComputeClient(PluginAccess):
                     backend=self._mqtt_backend,
                 ) as conn:
                     await conn.subscribe(*self._topics(), qos=1)
-                    self.mqtt_connected = True
+                    self._mqtt_connected = True
                     self._schedule.feed_up(anyio.current_time(), reconnect=started)
                     if started:
                         logger.info(
@@ -281,17 +357,17 @@ class ComputeClient(PluginAccess):
                         self._on_message(message)
                     raise MqttError(f"MQTT connection to {settings.mqtt.url} closed")
             except MqttError as exc:
-                self.mqtt_connected = False
+                self._mqtt_connected = False
                 if not started:
                     raise
                 self._schedule.feed_down(anyio.current_time())
-                self.stats.reconnects += 1
+                self._stats.reconnects += 1
                 delay = backoff.next_delay()
                 logger.warning("MQTT feed lost (%s); reconnecting in %.2f s", exc, delay)
                 await anyio.sleep(delay)
 
     def _on_message(self, message: MqttMessage) -> None:
-        self.stats.mqtt_messages += 1
+        self._stats.mqtt_messages += 1
         settings = self.settings
         topic = message.topic
         try:
@@ -306,7 +382,7 @@ class ComputeClient(PluginAccess):
             elif settings.job_status_topic and self._is_status_topic(topic):
                 self._hub.publish(decode_job_status(message.payload), anyio.current_time())
         except ProtocolError as exc:
-            self.stats.malformed_messages += 1
+            self._stats.malformed_messages += 1
             logger.warning("ignored a malformed message on %s: %s", topic, exc)
 
     def _is_status_topic(self, topic: str) -> bool:
@@ -318,7 +394,7 @@ class ComputeClient(PluginAccess):
 
     # -- reconciliation (the schedule and its budget: _reconcile.py) --------------------------
     def _count_check(self) -> None:
-        self.stats.reconciled += 1
+        self._stats.reconciled += 1
 
     async def _age_workers_loop(self) -> None:
         period = min(self.settings.worker_ttl / 3, 5.0)
@@ -347,7 +423,7 @@ class ComputeClient(PluginAccess):
         return await self._http.capabilities()
 
     async def get_job(self, job_id: str) -> JobResponse:
-        """``GET /jobs/{job_id}``. Raises NotFoundError for an unknown job."""
+        """``GET /jobs/{job_id}``. Raises JobNotFoundError for an unknown job."""
         job = await self._http.get_job(job_id)
         self._hub.publish(JobUpdate.from_job(job), anyio.current_time())
         return job
@@ -355,34 +431,61 @@ class ComputeClient(PluginAccess):
     async def delete_job(self, job_id: str) -> None:
         """``DELETE /jobs/{job_id}``: remove the job and its files.
 
-        Watches and subscriptions of the job end (with NotFoundError).
+        Watches and subscriptions of the job end (with JobNotFoundError). An unknown job raises
+        JobNotFoundError.
         """
         await self._http.delete_job(job_id)
-        self._hub.fail(job_id, NotFoundError(f"job {job_id} was deleted", status_code=404))
+        self._hub.fail(job_id, JobNotFoundError(job_id, f"job {job_id} was deleted"))
 
     async def submit(
         self,
         task_type: str,
-        file: str | os.PathLike[str] | None,
+        file: FileArg | None,
         params: Mapping[str, FormValue] | None = None,
-        *,
-        priority: int = 5,
-    ) -> JobCreated:
+        **options: Unpack[SubmitOptions],
+    ) -> JobResponse:
         """Upload ``file`` (streamed from disk) to ``POST /jobs/{task_type}`` with form ``params``.
+
+        The generic submission; the plugins' methods (``client.hash.compute(...)``) are typed
+        forms of it and share its contract and its options (:class:`SubmitOptions`:
+        ``priority``, ``wait``, ``timeout``, ``on_progress``, ``on_complete``).
 
         ``file`` goes in the multipart part ``file``; None submits the form alone (for plugins
         that take no file). None values in ``params`` are left out; booleans are sent as
-        ``true``/``false``. A missing or unreadable file, or a priority outside 0..10, raises
-        ParameterError before anything is sent. The job's state is cached at once, so a watch
-        or subscription made right after (with no await in between) misses nothing.
+        ``true``/``false``. A missing or unreadable file, an unknown option or a bad value
+        raises ParameterError before anything is sent.
+
+        Returns the job as submitted (``job_id``, ``task_type``, ``status``, ``priority``; no
+        further request is made), or with ``wait=True`` the final JobResponse, as
+        :meth:`wait` returns it (JobFailedError if the job failed, JobTimeoutError after
+        ``timeout``). The job's state is cached and the callbacks registered before anything
+        else can run, so nothing published about the job is missed.
         """
-        created = await self._http.submit(task_type, file, params, priority)
+        opts = job_options(options)
+        created = await self._http.submit(task_type, file, params, opts.priority)
         self._schedule.remember_task_type(created.job_id, created.task_type or task_type)
         self._hub.publish(
             JobUpdate(job_id=created.job_id, status=created.status, source="submit"),
             anyio.current_time(),
         )
-        return created
+        if opts.on_progress is not None or opts.on_complete is not None:
+            self.subscribe_job_updates(created.job_id, opts.on_progress, opts.on_complete)
+        if opts.wait:
+            return await self._wait_within(created.job_id, opts.timeout)
+        return JobResponse(
+            job_id=created.job_id,
+            task_type=created.task_type or task_type,
+            status=created.status,
+            priority=opts.priority,
+        )
+
+    async def _wait_within(self, job_id: str, timeout: float | None) -> JobResponse:
+        """:meth:`wait`, raising JobTimeoutError after ``timeout`` seconds (None: no limit)."""
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            return await self.wait(job_id)
+        assert timeout is not None
+        latest = self._hub.latest(job_id)
+        raise JobTimeoutError(job_id, timeout, latest.status if latest is not None else None)
 
     def latest(self, job_id: str) -> JobUpdate | None:
         """The latest state of a job this client has seen (None if it knows nothing of it)."""

@@ -2,7 +2,7 @@
 
 ::
 
-    ClClientError
+    ClClientError (alias: ComputeClientError, the upstream SDK's name)
     ├── ClientClosedError              the ComputeClient is not open (or closed during a call)
     ├── TransportError                 the server or broker could not be reached / connection lost
     │   └── MqttError                  MQTT connect, subscribe or publish failed
@@ -12,6 +12,7 @@
     │   │   └── SessionExpiredError    the token expired and no credentials are held to log in again
     │   ├── PermissionDeniedError      403
     │   ├── NotFoundError              404
+    │   │   └── JobNotFoundError       no such job (.job_id): get, delete, wait, watch, files
     │   ├── RequestValidationError     422 (.errors: the server's field errors)
     │   └── ServerError                5xx
     ├── ProtocolError                  a payload from the server does not have the expected shape
@@ -41,8 +42,10 @@ __all__ = [
     "BadRequestError",
     "ClClientError",
     "ClientClosedError",
+    "ComputeClientError",
     "DownloadError",
     "JobFailedError",
+    "JobNotFoundError",
     "JobTimeoutError",
     "MqttError",
     "NotFoundError",
@@ -60,6 +63,10 @@ __all__ = [
 
 class ClClientError(Exception):
     """Base class of every error cl-client raises on purpose."""
+
+
+ComputeClientError = ClClientError
+"""The upstream SDK's name of the root error: an alias of :class:`ClClientError`."""
 
 
 class ClientClosedError(ClClientError):
@@ -118,6 +125,45 @@ class NotFoundError(ApiError):
     """404: no such job, file or user."""
 
 
+class JobNotFoundError(NotFoundError):
+    """404 for a job: the server does not know ``job_id`` (never submitted, deleted or cleaned
+    up). Raised by ``get_job``, ``delete_job``, the waits, watches and subscriptions of the job
+    and its file downloads."""
+
+    def __init__(
+        self,
+        job_id: str,
+        message: str | None = None,
+        *,
+        status_code: int | None = 404,
+        detail: JsonValue = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(
+            message or f"job {job_id} not found",
+            status_code=status_code,
+            detail=detail,
+            method=method,
+            url=url,
+        )
+        self.job_id: str = job_id
+
+    @classmethod
+    def from_error(cls, job_id: str, error: NotFoundError) -> JobNotFoundError:
+        """The job-level form of a 404 answer (keeping its message, detail and URL)."""
+        if isinstance(error, JobNotFoundError):
+            return error
+        return cls(
+            job_id,
+            str(error),
+            status_code=error.status_code,
+            detail=error.detail,
+            method=error.method,
+            url=error.url,
+        )
+
+
 class RequestValidationError(ApiError):
     """422: the server rejected the request's fields. ``errors`` lists them as the server said."""
 
@@ -164,8 +210,8 @@ class WorkerUnavailableError(ClClientError):
         super().__init__(
             f"no worker offers {', '.join(sorted(missing))}; capabilities available: {have}"
         )
-        self.missing = sorted(missing)
-        self.available = sorted(available)
+        self.missing: list[str] = sorted(missing)
+        self.available: list[str] = sorted(available)
 
 
 class ParameterError(ClClientError, ValueError):

@@ -17,7 +17,7 @@ def unwrap_group(exc: BaseException) -> BaseException:
     cancelled = anyio.get_cancelled_exc_class()
     current: BaseException = exc
     while isinstance(current, BaseExceptionGroup):
-        members = cast(tuple[BaseException, ...], current.exceptions)  # pyright: ignore[reportUnknownMemberType]
+        members = cast(tuple[BaseException, ...], current.exceptions)
         real = [e for e in members if not isinstance(e, cancelled)]
         if len(real) != 1:
             return current if real else members[0]  # pyright: ignore[reportUnknownVariableType]

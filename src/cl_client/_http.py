@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, TypeVar, cast
+from typing import BinaryIO, TypeAlias, TypeVar, cast
 from urllib.parse import quote
 
 import anyio
@@ -17,6 +17,7 @@ from pydantic import BaseModel, JsonValue, ValidationError
 from ._errors import (
     ApiError,
     DownloadError,
+    JobNotFoundError,
     NotFoundError,
     ParameterError,
     ProtocolError,
@@ -35,11 +36,14 @@ from ._models import (
 from ._settings import ClientSettings
 from .auth import AuthProvider
 
-__all__ = ["ComputeHttp", "FormValue", "safe_join"]
+__all__ = ["ComputeHttp", "FileArg", "FormValue", "safe_join"]
 
 logger = logging.getLogger("cl_client")
 
-FormValue = str | int | float | bool | None
+FileArg: TypeAlias = str | os.PathLike[str]
+"""A local file to upload: a ``str`` or a ``pathlib.Path`` (any ``os.PathLike[str]``)."""
+FormValue: TypeAlias = str | int | float | bool | None
+"""A form field value: sent as text (booleans as ``true``/``false``); None leaves it out."""
 _IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
 _CHUNK = 64 * 1024
 M = TypeVar("M", bound=BaseModel)
@@ -139,7 +143,7 @@ class ComputeHttp:
     async def submit(
         self,
         task_type: str,
-        file: str | os.PathLike[str] | None,
+        file: FileArg | None,
         params: Mapping[str, FormValue] | None,
         priority: int,
     ) -> JobCreated:
@@ -182,13 +186,26 @@ class ComputeHttp:
 
     async def read_file(self, job_id: str, file_path: str) -> bytes:
         """A (small) job file, in memory."""
-        return (await self.send("GET", self.file_path(job_id, file_path))).content
+        try:
+            return (await self.send("GET", self.file_path(job_id, file_path))).content
+        except NotFoundError as exc:
+            raise _file_not_found(job_id, exc) from None
 
     async def get_job(self, job_id: str) -> JobResponse:
-        return await self.get_model(JobResponse, self.path(self.settings.job_path, job_id=job_id))
+        """``GET /jobs/{job_id}`` (JobNotFoundError for an unknown job)."""
+        try:
+            return await self.get_model(
+                JobResponse, self.path(self.settings.job_path, job_id=job_id)
+            )
+        except NotFoundError as exc:
+            raise JobNotFoundError.from_error(job_id, exc) from None
 
     async def delete_job(self, job_id: str) -> None:
-        await self.send("DELETE", self.path(self.settings.job_path, job_id=job_id))
+        """``DELETE /jobs/{job_id}`` (JobNotFoundError for an unknown job)."""
+        try:
+            await self.send("DELETE", self.path(self.settings.job_path, job_id=job_id))
+        except NotFoundError as exc:
+            raise JobNotFoundError.from_error(job_id, exc) from None
 
     async def download(
         self, job_id: str, file_path: str, target: Path, *, overwrite: bool = False
@@ -205,7 +222,10 @@ class ComputeHttp:
                 raise DownloadError(f"{str(target)!r} exists and is not a regular file")
         await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.part-{os.getpid()}-{id(target):x}")
-        response = await self.send("GET", url_path, stream=True)
+        try:
+            response = await self.send("GET", url_path, stream=True)
+        except NotFoundError as exc:
+            raise _file_not_found(job_id, exc) from None
         try:
             # aclosing: a cancelled download must not leave the body iterator to the GC.
             chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes(_CHUNK))
@@ -264,6 +284,15 @@ class ComputeHttp:
             return await self.get_model(ComputeConfig, path)
         assert last is not None
         raise last
+
+
+def _file_not_found(job_id: str, error: NotFoundError) -> NotFoundError:
+    """A 404 of the file route: JobNotFoundError when the job (or its directory) is unknown,
+    the NotFoundError itself when only the file is missing (``File not found: ...``)."""
+    detail = error.detail
+    if isinstance(detail, str) and detail.startswith("Job "):
+        return JobNotFoundError.from_error(job_id, error)
+    return error
 
 
 def _parse(model: type[M], response: httpx.Response) -> M:

@@ -33,6 +33,8 @@ class Subscriber(Protocol):
 
 @dataclass
 class HubStats:
+    """The hub's running counters (the client publishes a snapshot: ClientStatistics)."""
+
     published: int = 0
     accepted: int = 0
     dropped: int = 0
@@ -97,7 +99,7 @@ class JobHub:
         self._cache_size = cache_size
         self._latest: OrderedDict[str, JobUpdate] = OrderedDict()
         self._interest: dict[str, JobInterest] = {}
-        self.stats = HubStats()
+        self.stats: HubStats = HubStats()
         self.listener: InterestListener | None = None
         """The reconcile schedule, told about watches and accepted changes."""
 
@@ -113,6 +115,10 @@ class JobHub:
     def interests(self) -> Iterable[JobInterest]:
         """Every watched job's record (finished ones included), in the order watched."""
         return self._interest.values()
+
+    def watched_count(self) -> int:
+        """How many jobs have subscribers (O(1))."""
+        return len(self._interest)
 
     def live_status(self, interest: JobInterest) -> str | None:
         """The status of a watched, unfinished job; ``""`` if its state is unknown; None if the

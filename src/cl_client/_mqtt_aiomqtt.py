@@ -162,7 +162,7 @@ class AiomqttConnection:
 
         sock = BufferedSocket(raw, closed)
         paho: PahoClient = client._client
-        paho._create_socket = lambda: sock  # pyright: ignore[reportAttributeAccessIssue]
+        paho._create_socket = lambda: sock
         return client
 
     async def _abandon(self, enter: asyncio.Future[aiomqtt.Client]) -> None:

@@ -9,18 +9,23 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypedDict, Unpack
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._errors import ParameterError
 
 __all__ = [
     "ClientSettings",
     "MqttEndpoint",
+    "SettingsOverrides",
     "check_http_url",
     "env_values",
     "parse_mqtt_url",
     "redact_mqtt_url",
+    "settings_error",
+    "with_overrides",
 ]
 
 
@@ -111,7 +116,9 @@ class ClientSettings(BaseModel):
     Defaults are those of the real CL Server (``PROTOCOL.md`` §0.1, §5.3).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     ENV_VARS: ClassVar[Mapping[str, str]] = {
         "compute_url": "COMPUTE_URL",
@@ -212,10 +219,79 @@ class ClientSettings(BaseModel):
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: object
+        cls, environ: Mapping[str, str] | None = None, **overrides: Unpack[SettingsOverrides]
     ) -> ClientSettings:
         """Settings from COMPUTE_URL, MQTT_URL, MQTT_TOPIC and CAPABILITY_TOPIC_PREFIX.
 
         Keyword arguments win over the environment; unset variables keep the defaults.
+        A bad value or an unknown keyword raises ParameterError.
         """
-        return cls.model_validate(env_values(cls.ENV_VARS, environ, overrides))
+        return with_overrides(None, env_values(cls.ENV_VARS, environ, overrides))
+
+
+class SettingsOverrides(TypedDict, total=False):
+    """:class:`ClientSettings` fields as keywords: ``ComputeClient(compute_url=..., ...)``.
+
+    Every key is a ClientSettings field, with its type; see ClientSettings for what each means.
+    """
+
+    compute_url: str
+    mqtt_url: str
+    mqtt_enabled: bool
+    job_events_topic: str
+    job_status_topic: str | None
+    worker_topic_prefix: str
+    root_path: str
+    capabilities_path: str
+    submit_path: str
+    job_path: str
+    job_file_path: str
+    admin_config_paths: tuple[str, ...]
+    admin_storage_path: str
+    admin_cleanup_path: str
+    http_timeout: float
+    connect_timeout: float
+    mqtt_keepalive: int
+    reconnect_initial_delay: float
+    reconnect_max_delay: float
+    poll_interval: float
+    poll_backoff: float
+    poll_max_interval: float
+    reconcile_interval: float
+    reconcile_concurrency: int
+    worker_ttl: float
+    job_cache_size: int
+    callback_queue_size: int
+
+
+def settings_error(error: ValidationError, model: type[BaseModel]) -> ParameterError:
+    """A ParameterError naming each bad field (and the closest field for an unknown one)."""
+    import difflib
+
+    fields = list(model.model_fields)
+    parts: list[str] = []
+    for item in error.errors(include_input=False, include_url=False):
+        name = ".".join(str(p) for p in item["loc"]) or model.__name__
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            parts.append(f"unknown setting {name!r}{hint}")
+        else:
+            parts.append(f"{name}: {item['msg']}")
+    return ParameterError(f"invalid {model.__name__}: " + "; ".join(parts))
+
+
+def with_overrides(
+    settings: ClientSettings | None, overrides: Mapping[str, object]
+) -> ClientSettings:
+    """``settings`` (default: the defaults) with keyword ``overrides`` of its fields applied.
+
+    A bad value or an unknown field raises ParameterError naming it.
+    """
+    if settings is not None and not overrides:
+        return settings
+    values = {**settings.model_dump(), **overrides} if settings is not None else dict(overrides)
+    try:
+        return ClientSettings.model_validate(values)
+    except ValidationError as exc:
+        raise settings_error(exc, ClientSettings) from None

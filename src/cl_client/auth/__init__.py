@@ -1,5 +1,6 @@
 """Authentication: providers, the auth-service client and a session manager."""
 
+from .._public import set_public_module as _set_public_module
 from ._client import AuthClient
 from ._jwt import decode_claims
 from ._models import PublicKey, Token, TokenClaims, User
@@ -21,3 +22,5 @@ __all__ = [
     "User",
     "decode_claims",
 ]
+
+_set_public_module(globals(), __all__, __name__)

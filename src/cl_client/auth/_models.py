@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -27,7 +28,7 @@ class TokenClaims(BaseModel):
     hand-made tokens (which compute accepts).
     """
 
-    model_config = _CONFIG
+    model_config: ClassVar[ConfigDict] = _CONFIG
 
     id: str | None = None
     permissions: list[str] = Field(default_factory=list[str])
@@ -46,7 +47,7 @@ class Token(BaseModel):
     ``str(token)`` and ``repr(token)`` never contain the token itself; use ``access_token``.
     """
 
-    model_config = _CONFIG
+    model_config: ClassVar[ConfigDict] = _CONFIG
 
     access_token: str = Field(repr=False)
     token_type: str = "bearer"
@@ -118,7 +119,7 @@ class Token(BaseModel):
 class PublicKey(BaseModel):
     """``GET /auth/public-key``: the PEM that verifies tokens, and its algorithm."""
 
-    model_config = _CONFIG
+    model_config: ClassVar[ConfigDict] = _CONFIG
 
     public_key: str
     algorithm: str = "ES256"
@@ -127,7 +128,7 @@ class PublicKey(BaseModel):
 class User(BaseModel):
     """``UserResponse``: a user of the auth service. ``created_at`` is naive (server time)."""
 
-    model_config = _CONFIG
+    model_config: ClassVar[ConfigDict] = _CONFIG
 
     id: int
     username: str

@@ -22,7 +22,9 @@ class SessionSettings(BaseModel):
     Defaults are the real CL Server's (``PROTOCOL.md`` §0.1, §6, §7).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     ENV_VARS: ClassVar[Mapping[str, str]] = {
         "auth_url": "AUTH_URL",

@@ -4,16 +4,16 @@ Each plugin is reached through a lazily created property of
 :class:`~cl_client.ComputeClient`::
 
     async with ComputeClient(compute_url=..., mqtt_url=...) as client:
-        job = await client.hash.compute("photo.jpg", algorithm="md5", on_complete=print)
+        job = await client.hash.compute(image="photo.jpg", algorithm="md5", on_complete=print)
         digest = await client.hash.run("photo.jpg", algorithm="md5")    # submit, wait, result
         print(digest.hash_value)
 
-Every plugin has its submission method (returning the JobResponse), ``result(job, ...)`` for the
-typed result of a completed job, and ``run(...)``, the one-call form. The generic
-``submit_with_files`` / ``submit_job`` are on every plugin too.
+Every plugin has its submission method (``client.submit``'s contract and options, returning a
+JobResponse), ``result(job, ...)`` for the typed result of a completed job, and ``run(...)``,
+the one-call form.
 """
 
-from ._base import FileArg, Files, PluginClient
+from .._public import set_public_module as _set_public_module
 from ._clip_embedding import ClipEmbeddingPlugin
 from ._dino_embedding import DinoEmbeddingPlugin
 from ._exif import ExifPlugin
@@ -55,8 +55,6 @@ __all__ = [
     "FaceDetectionResult",
     "FaceEmbeddingPlugin",
     "FaceLandmarks",
-    "FileArg",
-    "Files",
     "HashAlgorithm",
     "HashPlugin",
     "HashResult",
@@ -70,7 +68,6 @@ __all__ = [
     "NpyArray",
     "Outcome",
     "ParallelResults",
-    "PluginClient",
     "ThumbnailResult",
     "VariantSpec",
     "gather_parallel",
@@ -78,3 +75,5 @@ __all__ = [
     "parse_npy",
     "run_parallel",
 ]
+
+_set_public_module(globals(), __all__, __name__)

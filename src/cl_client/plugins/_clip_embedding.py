@@ -16,5 +16,5 @@ class ClipEmbeddingPlugin(ImageEmbeddingPlugin):
     """``client.clip_embedding``: a 512-d MobileCLIP image embedding (semantic similarity)."""
 
     task_type: ClassVar[str] = "clip_embedding"
-    output_file: ClassVar[str] = "output/clip_embedding.npy"
-    embedding_dim: ClassVar[int] = 512
+    _output_file: ClassVar[str] = "output/clip_embedding.npy"
+    _embedding_dim: ClassVar[int] = 512

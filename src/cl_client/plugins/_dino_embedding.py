@@ -16,5 +16,5 @@ class DinoEmbeddingPlugin(ImageEmbeddingPlugin):
     """``client.dino_embedding``: a 384-d DINOv2 image embedding (visual similarity)."""
 
     task_type: ClassVar[str] = "dino_embedding"
-    output_file: ClassVar[str] = "output/dino_embedding.npy"
-    embedding_dim: ClassVar[int] = 384
+    _output_file: ClassVar[str] = "output/dino_embedding.npy"
+    _embedding_dim: ClassVar[int] = 384

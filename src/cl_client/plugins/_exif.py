@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import ClassVar, cast
+from typing import ClassVar, Unpack, cast
 
-from .._callbacks import OnComplete, OnProgress
 from .._errors import ParameterError
 from .._http import FormValue
 from .._models import JobResponse
+from .._options import RunOptions, SubmitOptions
 from ._base import FileArg, PluginClient
 from ._results import ExifMetadata, ExifResult, parse_payload
 
@@ -56,31 +56,22 @@ class ExifPlugin(PluginClient):
 
     async def extract(
         self,
-        file: FileArg,
+        image: FileArg,
         *,
         tags: str | Sequence[str] | None = None,
-        priority: int = 5,
-        wait: bool = False,
-        timeout: float | None = None,
-        on_progress: OnProgress | None = None,
-        on_complete: OnComplete | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> JobResponse:
-        """Submit an exif job for ``file`` and return the JobResponse.
+        """Submit an exif job for ``image`` and return the JobResponse.
 
         Args:
-            file: The image or video to upload.
+            image: The image (or video) to upload.
             tags: ExifTool tag names to extract (``["Make", "Model"]`` or ``"Make,Model"``);
                 None or empty: every tag (server default).
-            priority: 0..10 (stored by the server, not used for scheduling).
-            wait: Poll over HTTP until the job finishes and return the final JobResponse.
-            timeout: With ``wait``, give up after this many seconds (JobTimeoutError).
-            on_progress: Called with every JobUpdate (sync or async).
-            on_complete: Called once with the final JobResponse (sync or async).
+            **options: The shared SubmitOptions: ``priority``, ``wait``, ``timeout``,
+                ``on_progress``, ``on_complete`` (see :meth:`ComputeClient.submit`).
         """
         params = self._params(tags)
-        return await self.submit_with_files(
-            file, params, priority, wait, timeout, on_progress, on_complete
-        )
+        return await self._client.submit(self.task_type, image, params, **options)
 
     @staticmethod
     def _params(tags: str | Sequence[str] | None) -> dict[str, FormValue]:
@@ -89,19 +80,21 @@ class ExifPlugin(PluginClient):
 
     async def result(self, job: JobResponse | str) -> ExifResult:
         """The metadata of a completed job (from its ``task_output``)."""
-        final = await self.completed_job(job)
+        final = await self._completed_job(job)
         metadata = parse_payload(ExifMetadata, final.task_output or {}, "exif output")
         return ExifResult(job=final, metadata=metadata)
 
     async def run(
         self,
-        file: FileArg,
+        image: FileArg,
         *,
         tags: str | Sequence[str] | None = None,
-        priority: int = 5,
-        timeout: float | None = None,
-        delete_job: bool = False,
+        **options: Unpack[RunOptions],
     ) -> ExifResult:
-        """One call: submit, wait (JobFailedError, JobTimeoutError), return the metadata."""
+        """One call: submit, wait (JobFailedError, JobTimeoutError), return the metadata.
+
+        ``options`` are the shared RunOptions (``priority``, ``timeout``, ``on_progress``,
+        ``delete_job``).
+        """
         params = self._params(tags)
-        return await self._run(file, params, priority, timeout, delete_job, self.result)
+        return await self._run(image, params, options, self.result)

@@ -7,14 +7,14 @@ job file (``faces/face_{i}.png``) downloaded by :meth:`FaceDetectionPlugin.downl
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import ClassVar
+from typing import ClassVar, Unpack
 
 import anyio
 
-from .._callbacks import OnComplete, OnProgress
 from .._errors import ParameterError
 from .._http import FormValue, safe_join
 from .._models import JobResponse
+from .._options import RunOptions, SubmitOptions
 from ._base import FileArg, PluginClient, check_bool, check_float
 from ._results import (
     DetectedFace,
@@ -46,11 +46,7 @@ class FaceDetectionPlugin(PluginClient):
         *,
         confidence_threshold: float = 0.7,
         nms_threshold: float = 0.4,
-        priority: int = 5,
-        wait: bool = False,
-        timeout: float | None = None,
-        on_progress: OnProgress | None = None,
-        on_complete: OnComplete | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> JobResponse:
         """Submit a face_detection job for ``image`` and return the JobResponse.
 
@@ -58,20 +54,15 @@ class FaceDetectionPlugin(PluginClient):
             image: The image to upload.
             confidence_threshold: Minimum detection confidence, 0..1 (server default 0.7).
             nms_threshold: Overlap threshold of non-maximum suppression, 0..1 (default 0.4).
-            priority: 0..10 (stored by the server, not used for scheduling).
-            wait: Poll over HTTP until the job finishes and return the final JobResponse.
-            timeout: With ``wait``, give up after this many seconds (JobTimeoutError).
-            on_progress: Called with every JobUpdate (sync or async).
-            on_complete: Called once with the final JobResponse (sync or async).
+            **options: The shared SubmitOptions: ``priority``, ``wait``, ``timeout``,
+                ``on_progress``, ``on_complete`` (see :meth:`ComputeClient.submit`).
         """
         params = self._params(confidence_threshold, nms_threshold)
-        return await self.submit_with_files(
-            image, params, priority, wait, timeout, on_progress, on_complete
-        )
+        return await self._client.submit(self.task_type, image, params, **options)
 
     async def result(self, job: JobResponse | str) -> FaceDetectionResult:
         """The faces of a completed job (from its ``task_output``)."""
-        final = await self.completed_job(job)
+        final = await self._completed_job(job)
         output = parse_payload(
             FaceDetectionOutput, final.task_output or {}, "face_detection output"
         )
@@ -133,13 +124,13 @@ class FaceDetectionPlugin(PluginClient):
         *,
         confidence_threshold: float = 0.7,
         nms_threshold: float = 0.4,
-        priority: int = 5,
-        timeout: float | None = None,
-        delete_job: bool = False,
+        **options: Unpack[RunOptions],
     ) -> FaceDetectionResult:
         """One call: submit, wait (JobFailedError, JobTimeoutError), return the faces.
 
-        To keep the crops, download them before the job is deleted (``delete_job=False``).
+        ``options`` are the shared RunOptions (``priority``, ``timeout``, ``on_progress``,
+        ``delete_job``). To keep the crops, download them before the job is deleted (leave
+        ``delete_job`` off).
         """
         params = self._params(confidence_threshold, nms_threshold)
-        return await self._run(image, params, priority, timeout, delete_job, self.result)
+        return await self._run(image, params, options, self.result)

@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Unpack
 
-from .._callbacks import OnComplete, OnProgress
 from .._http import FormValue
 from .._models import JobResponse
+from .._options import RunOptions, SubmitOptions
 from ._base import FileArg, PluginClient, check_choice
 from ._results import HashOutput, HashResult, parse_json_payload
 
@@ -25,7 +25,7 @@ class HashPlugin(PluginClient):
     """``client.hash``: md5 or sha512 of a file."""
 
     task_type: ClassVar[str] = "hash"
-    output_file: ClassVar[str] = "output/hash.json"
+    _output_file: ClassVar[str] = "output/hash.json"
 
     @staticmethod
     def _params(algorithm: str) -> dict[str, FormValue]:
@@ -33,35 +33,26 @@ class HashPlugin(PluginClient):
 
     async def compute(
         self,
-        file: FileArg,
+        image: FileArg,
         *,
         algorithm: HashAlgorithm = "sha512",
-        priority: int = 5,
-        wait: bool = False,
-        timeout: float | None = None,
-        on_progress: OnProgress | None = None,
-        on_complete: OnComplete | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> JobResponse:
-        """Submit a hash job for ``file`` and return the JobResponse.
+        """Submit a hash job for ``image`` and return the JobResponse.
 
         Args:
-            file: The file to upload (any type).
+            image: The file to upload: an image, a video or any other file.
             algorithm: ``"sha512"`` (server default) or ``"md5"``.
-            priority: 0..10 (stored by the server, not used for scheduling).
-            wait: Poll over HTTP until the job finishes and return the final JobResponse.
-            timeout: With ``wait``, give up after this many seconds (JobTimeoutError).
-            on_progress: Called with every JobUpdate (sync or async).
-            on_complete: Called once with the final JobResponse (sync or async).
+            **options: The shared SubmitOptions: ``priority``, ``wait``, ``timeout``,
+                ``on_progress``, ``on_complete`` (see :meth:`ComputeClient.submit`).
         """
         params = self._params(algorithm)
-        return await self.submit_with_files(
-            file, params, priority, wait, timeout, on_progress, on_complete
-        )
+        return await self._client.submit(self.task_type, image, params, **options)
 
     async def result(self, job: JobResponse | str) -> HashResult:
         """The digest of a completed job (downloads ``output/hash.json``)."""
-        final = await self.completed_job(job)
-        data = await self.read_file(final.job_id, self.output_path(final, self.output_file))
+        final = await self._completed_job(job)
+        data = await self._read_file(final.job_id, self._output_path(final, self._output_file))
         output = parse_json_payload(HashOutput, data, "hash.json")
         return HashResult(
             job=final,
@@ -73,13 +64,15 @@ class HashPlugin(PluginClient):
 
     async def run(
         self,
-        file: FileArg,
+        image: FileArg,
         *,
         algorithm: HashAlgorithm = "sha512",
-        priority: int = 5,
-        timeout: float | None = None,
-        delete_job: bool = False,
+        **options: Unpack[RunOptions],
     ) -> HashResult:
-        """One call: submit, wait (JobFailedError, JobTimeoutError), return the digest."""
+        """One call: submit, wait (JobFailedError, JobTimeoutError), return the digest.
+
+        ``options`` are the shared RunOptions (``priority``, ``timeout``, ``on_progress``,
+        ``delete_job``).
+        """
         params = self._params(algorithm)
-        return await self._run(file, params, priority, timeout, delete_job, self.result)
+        return await self._run(image, params, options, self.result)

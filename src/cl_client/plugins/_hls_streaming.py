@@ -13,17 +13,17 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import ClassVar, TypeAlias, cast
+from typing import ClassVar, TypeAlias, Unpack, cast
 from urllib.parse import unquote
 
 import anyio
 from pydantic import JsonValue
 
-from .._callbacks import OnComplete, OnProgress
 from .._errors import DownloadError, ParameterError, ProtocolError
 from .._groups import unwrap_group
 from .._http import FormValue, safe_join
 from .._models import JobResponse
+from .._options import RunOptions, SubmitOptions
 from ._base import FileArg, PluginClient, check_bool, check_int, json_param
 from ._results import HlsOutput, HlsResult, parse_payload
 
@@ -155,11 +155,7 @@ class HlsStreamingPlugin(PluginClient):
         *,
         variants: Sequence[VariantSpec] = DEFAULT_VARIANTS,
         include_original: bool = False,
-        priority: int = 5,
-        wait: bool = False,
-        timeout: float | None = None,
-        on_progress: OnProgress | None = None,
-        on_complete: OnComplete | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> JobResponse:
         """Submit an hls_streaming job for ``video`` and return the JobResponse.
 
@@ -168,16 +164,11 @@ class HlsStreamingPlugin(PluginClient):
             variants: The streams to encode, e.g. ``[HlsVariant(720, 3500)]`` (resolution is
                 the target height, bitrate in kbps >= 100); default 720p/3500 and 480p/1500.
             include_original: Also add the original stream, copied without re-encoding.
-            priority: 0..10 (stored by the server, not used for scheduling).
-            wait: Poll over HTTP until the job finishes and return the final JobResponse.
-            timeout: With ``wait``, give up after this many seconds (JobTimeoutError).
-            on_progress: Called with every JobUpdate (sync or async).
-            on_complete: Called once with the final JobResponse (sync or async).
+            **options: The shared SubmitOptions: ``priority``, ``wait``, ``timeout``,
+                ``on_progress``, ``on_complete`` (see :meth:`ComputeClient.submit`).
         """
         params = self._params(variants, include_original)
-        return await self.submit_with_files(
-            video, params, priority, wait, timeout, on_progress, on_complete
-        )
+        return await self._client.submit(self.task_type, video, params, **options)
 
     async def result(
         self, job: JobResponse | str, directory: FileArg, *, overwrite: bool = False
@@ -189,7 +180,7 @@ class HlsStreamingPlugin(PluginClient):
         kept (DownloadError) unless ``overwrite``.
         """
         check_bool("overwrite", overwrite)
-        final = await self.completed_job(job)
+        final = await self._completed_job(job)
         output = parse_payload(HlsOutput, final.task_output or {}, "hls_streaming output")
         root = Path(await anyio.Path(directory).resolve())  # absolute, like every file path
         master_rel = master_job_path(output.master_playlist, final.job_id, final.output_path)
@@ -263,17 +254,19 @@ class HlsStreamingPlugin(PluginClient):
         *,
         variants: Sequence[VariantSpec] = DEFAULT_VARIANTS,
         include_original: bool = False,
-        priority: int = 5,
-        timeout: float | None = None,
         overwrite: bool = False,
-        delete_job: bool = False,
+        **options: Unpack[RunOptions],
     ) -> HlsResult:
         """One call: submit, wait (JobFailedError, JobTimeoutError), download into
-        ``directory``."""
+        ``directory``.
+
+        ``options`` are the shared RunOptions (``priority``, ``timeout``, ``on_progress``,
+        ``delete_job``).
+        """
         params = self._params(variants, include_original)
         check_bool("overwrite", overwrite)
 
         async def fetch(job: JobResponse) -> HlsResult:
             return await self.result(job, directory, overwrite=overwrite)
 
-        return await self._run(video, params, priority, timeout, delete_job, fetch)
+        return await self._run(video, params, options, fetch)

@@ -7,12 +7,12 @@ The server writes ``output/converted_<input stem>.<ext>`` (``jpeg`` gives ``.jpg
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Unpack
 
-from .._callbacks import OnComplete, OnProgress
 from .._errors import ParameterError
 from .._http import FormValue
 from .._models import JobResponse
+from .._options import RunOptions, SubmitOptions
 from ._base import FileArg, PluginClient, check_bool, check_choice, check_int
 from ._results import ConversionResult
 
@@ -28,13 +28,14 @@ class ImageConversionPlugin(PluginClient):
     task_type: ClassVar[str] = "image_conversion"
 
     @staticmethod
-    def _params(format: str, quality: int) -> dict[str, FormValue]:
-        if not isinstance(format, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+    def _params(output_format: str, quality: int) -> dict[str, FormValue]:
+        if not isinstance(output_format, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ParameterError(
-                f"format must be one of {', '.join(map(repr, FORMATS))}; got {format!r}"
+                f"output_format must be one of {', '.join(map(repr, FORMATS))}; "
+                f"got {output_format!r}"
             )
         return {
-            "format": check_choice("format", format.lower(), FORMATS),
+            "format": check_choice("output_format", output_format.lower(), FORMATS),
             "quality": check_int("quality", quality, minimum=1, maximum=100),
         }
 
@@ -42,43 +43,35 @@ class ImageConversionPlugin(PluginClient):
         self,
         image: FileArg,
         *,
-        format: ImageFormat,
+        output_format: ImageFormat,
         quality: int = 85,
-        priority: int = 5,
-        wait: bool = False,
-        timeout: float | None = None,
-        on_progress: OnProgress | None = None,
-        on_complete: OnComplete | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> JobResponse:
         """Submit an image_conversion job for ``image`` and return the JobResponse.
 
         Args:
             image: The image to upload.
-            format: The target format (required): png, jpg, jpeg, webp, gif, bmp or tiff.
+            output_format: The target format (required): png, jpg, jpeg, webp, gif, bmp or
+                tiff (the server's ``format`` field).
             quality: 1..100 for jpg and webp (server default 85).
-            priority: 0..10 (stored by the server, not used for scheduling).
-            wait: Poll over HTTP until the job finishes and return the final JobResponse.
-            timeout: With ``wait``, give up after this many seconds (JobTimeoutError).
-            on_progress: Called with every JobUpdate (sync or async).
-            on_complete: Called once with the final JobResponse (sync or async).
+            **options: The shared SubmitOptions: ``priority``, ``wait``, ``timeout``,
+                ``on_progress``, ``on_complete`` (see :meth:`ComputeClient.submit`).
         """
-        params = self._params(format, quality)
-        return await self.submit_with_files(
-            image, params, priority, wait, timeout, on_progress, on_complete
-        )
+        params = self._params(output_format, quality)
+        return await self._client.submit(self.task_type, image, params, **options)
 
     async def result(
         self, job: JobResponse | str, dest: FileArg, *, overwrite: bool = False
     ) -> ConversionResult:
-        """Save the converted image of a completed job to ``dest`` (a file or an existing
-        directory, where it keeps the server's name). An existing file is kept (DownloadError)
-        unless ``overwrite``."""
+        """Save the converted image of a completed job to ``dest``: a file, or a directory
+        (existing, or named with a trailing slash and then created) where it keeps the server's
+        name. An existing file is kept (DownloadError) unless ``overwrite``."""
         check_bool("overwrite", overwrite)
-        final = await self.completed_job(job)
+        final = await self._completed_job(job)
         fmt, input_path = final.params.get("format"), final.params.get("input_path")
         stem = PurePosixPath(input_path).stem if isinstance(input_path, str) else "image"
         ext = fmt.lower().replace("jpeg", "jpg") if isinstance(fmt, str) else "png"
-        path = await self.download_output(final, f"output/converted_{stem}.{ext}", dest, overwrite)
+        path = await self._download_output(final, f"output/converted_{stem}.{ext}", dest, overwrite)
         target_format = fmt.lower() if isinstance(fmt, str) else path.suffix.lstrip(".").lower()
         return ConversionResult(job=final, path=path, format=target_format)
 
@@ -87,18 +80,20 @@ class ImageConversionPlugin(PluginClient):
         image: FileArg,
         dest: FileArg,
         *,
-        format: ImageFormat,
+        output_format: ImageFormat,
         quality: int = 85,
-        priority: int = 5,
-        timeout: float | None = None,
         overwrite: bool = False,
-        delete_job: bool = False,
+        **options: Unpack[RunOptions],
     ) -> ConversionResult:
-        """One call: submit, wait (JobFailedError, JobTimeoutError), save to ``dest``."""
-        params = self._params(format, quality)
+        """One call: submit, wait (JobFailedError, JobTimeoutError), save to ``dest``.
+
+        ``options`` are the shared RunOptions (``priority``, ``timeout``, ``on_progress``,
+        ``delete_job``).
+        """
+        params = self._params(output_format, quality)
         check_bool("overwrite", overwrite)
 
         async def fetch(job: JobResponse) -> ConversionResult:
             return await self.result(job, dest, overwrite=overwrite)
 
-        return await self._run(image, params, priority, timeout, delete_job, fetch)
+        return await self._run(image, params, options, fetch)

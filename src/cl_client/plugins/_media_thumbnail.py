@@ -8,11 +8,11 @@ neither gives 256x256. (The real server fails on videos; see PROTOCOL.md §3.8.)
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Unpack
 
-from .._callbacks import OnComplete, OnProgress
 from .._http import FormValue
 from .._models import JobResponse
+from .._options import RunOptions, SubmitOptions
 from ._base import FileArg, PluginClient, check_bool, check_optional_int
 from ._results import MediaTypeOutput, ThumbnailResult, parse_payload
 
@@ -23,7 +23,7 @@ class MediaThumbnailPlugin(PluginClient):
     """``client.media_thumbnail``: a JPEG thumbnail of an image or a video."""
 
     task_type: ClassVar[str] = "media_thumbnail"
-    output_file: ClassVar[str] = "output/thumbnail.jpg"
+    _output_file: ClassVar[str] = "output/thumbnail.jpg"
 
     @staticmethod
     def _params(
@@ -42,11 +42,7 @@ class MediaThumbnailPlugin(PluginClient):
         width: int | None = None,
         height: int | None = None,
         maintain_aspect_ratio: bool = True,
-        priority: int = 5,
-        wait: bool = False,
-        timeout: float | None = None,
-        on_progress: OnProgress | None = None,
-        on_complete: OnComplete | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> JobResponse:
         """Submit a media_thumbnail job for ``media`` and return the JobResponse.
 
@@ -55,28 +51,24 @@ class MediaThumbnailPlugin(PluginClient):
             width: Target width in pixels (> 0), or None.
             height: Target height in pixels (> 0), or None.
             maintain_aspect_ratio: Keep the aspect ratio (server default True).
-            priority: 0..10 (stored by the server, not used for scheduling).
-            wait: Poll over HTTP until the job finishes and return the final JobResponse.
-            timeout: With ``wait``, give up after this many seconds (JobTimeoutError).
-            on_progress: Called with every JobUpdate (sync or async).
-            on_complete: Called once with the final JobResponse (sync or async).
+            **options: The shared SubmitOptions: ``priority``, ``wait``, ``timeout``,
+                ``on_progress``, ``on_complete`` (see :meth:`ComputeClient.submit`).
         """
         params = self._params(width, height, maintain_aspect_ratio)
-        return await self.submit_with_files(
-            media, params, priority, wait, timeout, on_progress, on_complete
-        )
+        return await self._client.submit(self.task_type, media, params, **options)
 
     async def result(
         self, job: JobResponse | str, dest: FileArg, *, overwrite: bool = False
     ) -> ThumbnailResult:
-        """Save the thumbnail of a completed job to ``dest`` (a file or an existing directory).
+        """Save the thumbnail of a completed job to ``dest``: a file, or a directory (existing,
+        or named with a trailing slash and then created).
 
         An existing file is kept (DownloadError) unless ``overwrite``.
         """
         check_bool("overwrite", overwrite)
-        final = await self.completed_job(job)
+        final = await self._completed_job(job)
         output = parse_payload(MediaTypeOutput, final.task_output or {}, "thumbnail output")
-        path = await self.download_output(final, self.output_file, dest, overwrite)
+        path = await self._download_output(final, self._output_file, dest, overwrite)
         return ThumbnailResult(job=final, path=path, media_type=output.media_type)
 
     async def run(
@@ -87,16 +79,18 @@ class MediaThumbnailPlugin(PluginClient):
         width: int | None = None,
         height: int | None = None,
         maintain_aspect_ratio: bool = True,
-        priority: int = 5,
-        timeout: float | None = None,
         overwrite: bool = False,
-        delete_job: bool = False,
+        **options: Unpack[RunOptions],
     ) -> ThumbnailResult:
-        """One call: submit, wait (JobFailedError, JobTimeoutError), save to ``dest``."""
+        """One call: submit, wait (JobFailedError, JobTimeoutError), save to ``dest``.
+
+        ``options`` are the shared RunOptions (``priority``, ``timeout``, ``on_progress``,
+        ``delete_job``).
+        """
         params = self._params(width, height, maintain_aspect_ratio)
         check_bool("overwrite", overwrite)
 
         async def fetch(job: JobResponse) -> ThumbnailResult:
             return await self.result(job, dest, overwrite=overwrite)
 
-        return await self._run(media, params, priority, timeout, delete_job, fetch)
+        return await self._run(media, params, options, fetch)

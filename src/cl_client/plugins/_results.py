@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, ClassVar, TypeAlias, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
@@ -163,7 +163,7 @@ def parse_npy(data: bytes) -> NpyArray:
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow", frozen=True)
 
 
 class EmbeddingOutput(_Payload):
@@ -245,17 +245,14 @@ class BoundingBox(_Payload):
         )
 
 
-Point: TypeAlias = tuple[float, float]
-
-
 class FaceLandmarks(_Payload):
     """Five facial landmarks, each ``(x, y)`` normalised to [0, 1]."""
 
-    right_eye: Point
-    left_eye: Point
-    nose_tip: Point
-    mouth_right: Point
-    mouth_left: Point
+    right_eye: tuple[float, float]
+    left_eye: tuple[float, float]
+    nose_tip: tuple[float, float]
+    mouth_right: tuple[float, float]
+    mouth_left: tuple[float, float]
 
 
 class DetectedFace(_Payload):
@@ -313,7 +310,7 @@ class EmbeddingResult:
     """
 
     job: JobResponse
-    vector: Vector = field(repr=False)
+    vector: NDArray[np.float32] | list[float] = field(repr=False)
     dim: int
     normalized: bool | None
     quality_score: float | None = None

@@ -36,7 +36,7 @@ class LocalAuthService:
         token_lifetime: float = 1800.0,
         host: str = "127.0.0.1",
     ) -> None:
-        self.state = AuthServiceState(
+        self.state: AuthServiceState = AuthServiceState(
             admin_username=admin_username,
             admin_password=admin_password,
             token_lifetime=token_lifetime,

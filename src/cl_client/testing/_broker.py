@@ -259,7 +259,7 @@ class EmbeddedBroker:
         self._max_queued = max_queued_messages
         self._keepalive_factor = keepalive_factor
         self._connect_timeout = connect_timeout
-        self.stats = BrokerStats()
+        self.stats: BrokerStats = BrokerStats()
         self._tg: TaskGroup | None = None
         self._listen_scope: anyio.CancelScope | None = None
         self._listen_done: anyio.Event | None = None

@@ -7,7 +7,8 @@ Same paths, status codes, bodies and quirks as ``cl_server_compute@5ff460a``:
 * ``POST /jobs/unknown`` is a 405 because it matches ``GET/DELETE /jobs/{job_id}``;
 * ``updated_at`` always equals ``created_at``; ``DELETE`` is a 204 and publishes nothing;
 * the download route checks, in order: job, job directory, traversal, existence, regular file;
-* the admin config is served at ``/admin/config`` and at the newer ``/admin/pref``.
+* the admin config is served at ``/admin/config``; the newer upstream's ``/admin/pref`` routes
+  only with ``admin_pref=True`` (the real server answers them with 404).
 """
 
 from __future__ import annotations
@@ -58,8 +59,13 @@ def _not_found(job_id: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"Job {job_id} not found")
 
 
-def create_compute_app(state: ComputeState, authorizer: ComputeAuthorizer | None = None) -> FastAPI:
-    """Build the compute app over ``state`` (jobs, storage, workers' capability cache)."""
+def create_compute_app(
+    state: ComputeState, authorizer: ComputeAuthorizer | None = None, *, admin_pref: bool = False
+) -> FastAPI:
+    """Build the compute app over ``state`` (jobs, storage, workers' capability cache).
+
+    ``admin_pref`` also serves the newer upstream's ``/admin/pref`` routes.
+    """
     auth = authorizer if authorizer is not None else ComputeAuthorizer(None)
     app = FastAPI(title="Task Server", version="v1")
     user_dep = params.Depends(dependency=_auth_dependency(state, auth, admin=False))
@@ -67,7 +73,7 @@ def create_compute_app(state: ComputeState, authorizer: ComputeAuthorizer | None
 
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        detail: JsonValue = exc.detail  # pyright: ignore[reportAny]
+        detail: JsonValue = exc.detail
         return JSONResponse({"detail": detail}, status_code=exc.status_code)
 
     app.add_exception_handler(HTTPException, http_error)
@@ -137,7 +143,7 @@ def create_compute_app(state: ComputeState, authorizer: ComputeAuthorizer | None
         state.config_updated_by = current_user.get()
         return {"guest_mode": guest_mode, "message": "Configuration updated successfully"}
 
-    for prefix in ("/admin/config", "/admin/pref"):
+    for prefix in ("/admin/config", "/admin/pref") if admin_pref else ("/admin/config",):
         app.add_api_route(prefix, get_config, methods=["GET"], dependencies=[admin_dep])
         app.add_api_route(
             f"{prefix}/guest-mode", set_guest_mode, methods=["PUT"], dependencies=[admin_dep]

@@ -110,23 +110,23 @@ class ComputeState:
         worker_topic_prefix: str = "inference/workers",
     ) -> None:
         self.storage_dir = storage_dir
-        self.tasks = dict(tasks)
+        self.tasks: dict[str, TaskFn] = dict(tasks)
         self.publisher = publisher
         self.guest_mode = guest_mode
         self.config_updated_at: int | None = None
         self.config_updated_by: str | None = None
         self.events_topic = events_topic
-        self.worker_topic_prefix = worker_topic_prefix.rstrip("/")
-        self.faults = Faults()
+        self.worker_topic_prefix: str = worker_topic_prefix.rstrip("/")
+        self.faults: Faults = Faults()
         self.jobs: dict[str, JobRecord] = {}
         self.workers_seen: dict[str, WorkerAd] = {}
         self.published_events: list[EventMessage] = []
         self.job_reads: list[tuple[float, str]] = []
         """Every ``GET /jobs/{id}`` received: (``anyio.current_time()``, job id), in order."""
         self._held: list[EventMessage] = []
-        self.work_signal = Signal()
+        self.work_signal: Signal = Signal()
         """Fired when idle workers should look for work (a job arrived, a worker must stop)."""
-        self.workers_seen_signal = Signal()
+        self.workers_seen_signal: Signal = Signal()
         """Fired when the capability cache changes."""
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -317,10 +317,17 @@ def _tree_size(path: Path) -> int:
 
 
 WorkerState = Literal["starting", "running", "stopped", "killed"]
+_FAST_TICK = 0.05
 
 
 class LocalWorker:
-    """An in-process worker: claims jobs FIFO, runs tasks in a thread, announces itself."""
+    """An in-process worker: claims jobs FIFO, runs tasks in a thread, announces itself.
+
+    ``poll_interval`` None: it wakes as soon as a job is submitted. A number: it looks for work
+    only every ``poll_interval`` seconds, like the real worker (``WORKER_POLL_INTERVAL``, 5 s).
+    ``announce_each_poll``: publish ``idle_count`` 0 then 1 on every idle poll, as the real
+    worker does; ``heartbeat_interval``: the periodic re-announcement (the real 30 s).
+    """
 
     def __init__(
         self,
@@ -328,7 +335,7 @@ class LocalWorker:
         worker_id: str,
         capabilities: Sequence[str],
         *,
-        poll_interval: float = 0.05,
+        poll_interval: float | None = None,
         heartbeat_interval: float = 30.0,
         announce_each_poll: bool = False,
         announce_idle_after_job: bool = True,
@@ -345,12 +352,13 @@ class LocalWorker:
         worker whose end of job nobody hears of until its next announcement)."""
         self.id_key: Literal["id", "worker_id"] = id_key
         self.status: WorkerState = "starting"
-        self.idle_count = 1
+        self.idle_count: int = 1
         self.current_job: JobRecord | None = None
-        self.jobs_done = 0
-        self.paused = False
+        self.jobs_done: int = 0
+        self.paused: bool = False
         self._resumed = anyio.Event()
         self._stop_requested = False
+        self._stopping = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self._job_scope: anyio.CancelScope | None = None
         self._done = anyio.Event()
@@ -392,6 +400,7 @@ class LocalWorker:
         if self.status in ("stopped", "killed"):
             return
         self._stop_requested = True
+        self._stopping.set()
         if not finish_job and self._job_scope is not None:
             self._job_scope.cancel()
         self.resume()
@@ -448,9 +457,19 @@ class LocalWorker:
                     await self.announce()
                     self.idle_count = 1
                     await self.announce()
-                await self._state.work_signal.wait(self.poll_interval)
+                await self._idle()
                 continue
-            await self._process(job)
+            await self._process(job)  # then look for the next job at once, as the real one does
+
+    async def _idle(self) -> None:
+        """Between polls. Without a poll interval a submission wakes the worker at once (the
+        short tick only covers a wake-up that raced the claim); with one, only the clock (or a
+        stop) does, like the real worker's ``WORKER_POLL_INTERVAL`` sleep."""
+        if self.poll_interval is None:
+            await self._state.work_signal.wait(_FAST_TICK)
+            return
+        with anyio.move_on_after(self.poll_interval):
+            await self._stopping.wait()
 
     async def _process(self, job: JobRecord) -> None:
         self.current_job = job

@@ -22,14 +22,20 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self, cast
+from typing import TYPE_CHECKING, Literal, Self, Unpack, cast
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from .._errors import MqttError
+from .._errors import MqttError, ParameterError
 from .._mqtt import MqttConnection, MqttMessage, connect_mqtt
-from .._settings import ClientSettings, MqttEndpoint, parse_mqtt_url
+from .._settings import (
+    ClientSettings,
+    MqttEndpoint,
+    SettingsOverrides,
+    parse_mqtt_url,
+    with_overrides,
+)
 from ._compute_app import create_compute_app
 from ._compute_auth import ComputeAuthorizer
 from ._faults import EventMessage, Faults, JobRecord, now_ms
@@ -158,10 +164,20 @@ class LocalComputeService:
         tasks: task type -> task function (default: the nine plugins). Task types that are not
             plugins get a ``POST /jobs/<name>`` route taking ``file``, ``priority`` and free text
             fields (see :func:`~cl_client.testing.generic_task`).
-        poll_interval: how long an idle worker sleeps between polls (it also wakes on submit).
-        heartbeat_interval: seconds between capability heartbeats (the real 30 s by default).
-        announce_each_poll: also publish ``idle_count`` 0 then 1 on every idle poll, like the
-            real worker does every 5 s.
+        worker_poll_interval: None (the default): a worker picks a job up the moment it is
+            submitted, so tests run fast. A number: workers keep the real worker's timing
+            (``WORKER_POLL_INTERVAL``; the real default is 5.0): they look for work only every
+            that many seconds, not when a job arrives, look again at once after finishing a
+            job, and re-announce their capabilities (``idle_count`` 0 then 1) on every poll.
+            Use it to make your own tests meet the race a real server has between a submission
+            and the first update (``worker_poll_interval=5.0`` is the real thing).
+        heartbeat_interval: the capability re-announce period: seconds between heartbeats (the
+            real ``MQTT_HEARTBEAT_INTERVAL``, 30 s by default).
+        announce_each_poll: publish ``idle_count`` 0 then 1 on every idle poll; None (the
+            default) does so exactly when ``worker_poll_interval`` is set.
+        admin_pref: also serve ``GET /admin/pref`` and ``PUT /admin/pref/guest-mode``, the admin
+            routes of the newer upstream compute service. The server this service follows
+            answers them with 404, so they are off by default.
         announce_idle_after_job: workers publish ``idle_count`` 1 right after each job, success
             or failure, as the real worker does (False: they stay quiet until their next
             announcement; ``worker.announce_idle_after_job`` changes one worker).
@@ -183,10 +199,11 @@ class LocalComputeService:
         events_topic: str = "inference/events",
         worker_topic_prefix: str = "inference/workers",
         tasks: Mapping[str, TaskFn] | None = None,
-        poll_interval: float = 0.05,
+        worker_poll_interval: float | None = None,
         heartbeat_interval: float = 30.0,
-        announce_each_poll: bool = False,
+        announce_each_poll: bool | None = None,
         announce_idle_after_job: bool = True,
+        admin_pref: bool = False,
         worker_id_key: Literal["id", "worker_id"] = "id",
         reannounce_on_reconnect: bool = False,
         clear_stale_on_exit: bool = True,
@@ -200,11 +217,20 @@ class LocalComputeService:
         self._guest_mode = guest_mode
         self._public_key_pem = public_key_pem
         self.events_topic = events_topic
-        self.worker_topic_prefix = worker_topic_prefix.rstrip("/")
+        self.worker_topic_prefix: str = worker_topic_prefix.rstrip("/")
         self._tasks = dict(tasks) if tasks is not None else None
-        self.poll_interval = poll_interval
+        if worker_poll_interval is not None and not worker_poll_interval > 0:
+            raise ParameterError(
+                f"worker_poll_interval must be > 0 or None, got {worker_poll_interval!r}"
+            )
+        self.worker_poll_interval = worker_poll_interval
         self.heartbeat_interval = heartbeat_interval
-        self.announce_each_poll = announce_each_poll
+        self.announce_each_poll: bool = (
+            announce_each_poll
+            if announce_each_poll is not None
+            else worker_poll_interval is not None
+        )
+        self.admin_pref = admin_pref
         self.announce_idle_after_job = announce_idle_after_job
         self.worker_id_key: Literal["id", "worker_id"] = worker_id_key
         self.reannounce_on_reconnect = reannounce_on_reconnect
@@ -289,7 +315,9 @@ class LocalComputeService:
         self._tg = tg
         _ = stack.push_async_callback(self._shutdown)
         await tg.start(link.run)
-        app = create_compute_app(state, ComputeAuthorizer(self._public_key_pem))
+        app = create_compute_app(
+            state, ComputeAuthorizer(self._public_key_pem), admin_pref=self.admin_pref
+        )
         self._compute_url = await stack.enter_async_context(
             serve_asgi(app, host=self._host, port=self._port)
         )
@@ -319,7 +347,7 @@ class LocalComputeService:
         try:
             _ = await stack.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            raise _unwrap(group) from None  # pyright: ignore[reportUnknownArgumentType]
+            raise _unwrap(group) from None
 
     async def _shutdown(self) -> None:
         """Stop workers gracefully (empty retained payloads), then drop the broker link."""
@@ -400,8 +428,9 @@ class LocalComputeService:
     def guest_mode(self, value: bool) -> None:
         self._require_state().guest_mode = value
 
-    def settings(self, **overrides: object) -> ClientSettings:
-        """Client settings pointing at this service (URLs and topics)."""
+    def settings(self, **overrides: Unpack[SettingsOverrides]) -> ClientSettings:
+        """Client settings pointing at this service (URLs and topics); keyword ``overrides`` of
+        any other ClientSettings field apply on top (ParameterError for a bad one)."""
         values: dict[str, object] = {
             "compute_url": self.compute_url,
             "mqtt_url": self.mqtt_url,
@@ -409,7 +438,7 @@ class LocalComputeService:
             "worker_topic_prefix": self.worker_topic_prefix,
         }
         values.update(overrides)
-        return ClientSettings.model_validate(values)
+        return with_overrides(None, values)
 
     def job(self, job_id: str) -> JobRecord:
         """The stored job (KeyError if unknown)."""
@@ -454,7 +483,7 @@ class LocalComputeService:
             state,
             worker_id,
             capabilities,
-            poll_interval=self.poll_interval,
+            poll_interval=self.worker_poll_interval,
             heartbeat_interval=self.heartbeat_interval,
             announce_each_poll=self.announce_each_poll,
             announce_idle_after_job=self.announce_idle_after_job,
