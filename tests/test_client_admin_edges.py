@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, cast
 
 import anyio
 import anyio.lowlevel
@@ -19,6 +22,7 @@ from cl_client import (
     JobResponse,
     NotFoundError,
     ParameterError,
+    SettingsOverrides,
     TransportError,
 )
 from cl_client._groups import unwrap_group
@@ -207,3 +211,49 @@ async def test_unwrap_group_keeps_real_errors() -> None:
             raise
     only_cancel = BaseExceptionGroup("c", caught)
     assert unwrap_group(only_cancel) is caught[0]
+
+
+async def test_client_keywords_are_checked_before_anything_starts() -> None:
+    """A misspelt keyword or a bad value is a ParameterError naming it (ClientSettings fields
+    are typed keywords: see SettingsOverrides)."""
+    with pytest.raises(
+        ParameterError, match=r"unknown setting 'reconcile_intervall'.*'reconcile_interval'"
+    ):
+        ComputeClient(**cast(SettingsOverrides, {"reconcile_intervall": 2}))
+    with pytest.raises(ParameterError, match="reconcile_interval"):
+        ComputeClient(reconcile_interval=-1)
+    with pytest.raises(ParameterError, match="compute_url"):
+        ComputeClient(compute_url="localhost:8002")
+    with pytest.raises(ParameterError, match="mqtt_url"):
+        ComputeClient(mqtt_url="ftp://broker")
+    with pytest.raises(ParameterError, match="mqtt_backend"):
+        ComputeClient(mqtt_backend=cast(Literal["auto"], "gevent"))
+    with pytest.raises(ParameterError, match="ClientSettings or None"):
+        ComputeClient(cast(ClientSettings, "http://localhost:8002"))
+    with pytest.raises(ParameterError, match="poll_interval"):
+        ClientSettings.from_env({}, poll_interval=0)
+    assert (
+        ClientSettings.from_env({"COMPUTE_URL": "http://h:1"}, poll_interval=2).poll_interval == 2
+    )
+
+
+async def test_statistics_are_a_snapshot_and_aclose_takes_no_arguments(
+    svc: LocalComputeService, upload: Path
+) -> None:
+    client = ComputeClient(svc.settings())
+    await client.__aenter__()
+    try:
+        before = client.statistics()
+        assert before.mqtt_connected and before.updates_received == 0
+        job = await client.submit("generic", upload, wait=True, timeout=30)
+        assert job.status == "completed"
+        after = client.statistics()
+        assert after.updates_accepted > before.updates_accepted == 0  # the snapshot did not move
+        assert after.mqtt_messages > 0 and after.watched_jobs == 0 and after.workers == 1
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            after.reconnects = 5  # pyright: ignore[reportAttributeAccessIssue]
+    finally:
+        await client.aclose()
+    await client.aclose()  # idempotent
+    assert not client.statistics().mqtt_connected
+    assert list(inspect.signature(ComputeClient.aclose).parameters) == ["self"]

@@ -15,6 +15,7 @@ import ast
 import builtins
 import importlib
 import inspect
+import re
 import sys
 import types
 import typing
@@ -300,3 +301,41 @@ def test_the_exports_check_catches_an_unexported_type() -> None:
 def test_client_keyword_overrides_are_the_settings_fields() -> None:
     settings_fields = set(cl_client.ClientSettings.model_fields)
     assert set(cl_client.SettingsOverrides.__annotations__) == settings_fields
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def test_readme_api_section_matches_the_surface_exactly() -> None:
+    """Every exported name is in README's "API at a glance", and every name there is exported."""
+    section = readme_section("API at a glance")
+    mentioned = set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", section))
+    names = {name for module in PUBLIC_MODULES for name in public_objects(module)}
+    modules = {module.rsplit(".", 1)[-1] for module in PUBLIC_MODULES}
+    assert names - mentioned == set(), "exported but not in README"
+    words = {"str", "__all__", "local"}  # plain Python and the extra named in the prose
+    assert mentioned - names - modules - words == set(), "in README but not exported"
+
+
+def test_readme_uses_no_removed_name() -> None:
+    text = README.read_text(encoding="utf-8")
+    removed = [
+        "submit_with_files",
+        "submit_job",
+        "ClientStats",
+        "client.stats",
+        "JobCreated",
+        "wait_completed",
+        "completed_job",
+        " format=",
+        "(format=",
+        "poll_interval=0.0",  # the local service's old knob (now worker_poll_interval)
+    ]
+    assert [name for name in removed if name in text] == []

@@ -117,9 +117,10 @@ class ComputeClient(PluginAccess):
     ::
 
         async with ComputeClient(compute_url="http://host:8002", mqtt_url="mqtt://host:1883") as c:
-            created = await c.submit("hash", "photo.jpg", {"algorithm": "md5"})
-            async for update in c.watch(created.job_id):
+            job = await c.hash.compute(image="photo.jpg", algorithm="md5")
+            async for update in c.watch(job.job_id):
                 print(update.status, update.progress)
+            digest = await c.hash.result(job.job_id)   # or: await c.hash.run("photo.jpg")
 
     Entering connects: it checks the server (``GET /``) and subscribes to the job events and
     worker capability topics before returning, so a server or broker that is down fails here
@@ -310,6 +311,8 @@ class ComputeClient(PluginAccess):
             await stack.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
+        finally:
+            self._mqtt_connected = False  # the feed was cancelled with its connection
 
     @property
     def _http(self) -> ComputeHttp:

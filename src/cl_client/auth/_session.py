@@ -21,13 +21,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Literal, Self, Unpack
 
 import anyio
 import httpx
 
 from .._errors import AuthenticationError, SessionExpiredError
-from .._settings import ClientSettings
+from .._settings import ClientSettings, SettingsOverrides, with_overrides
 from ._client import AuthClient
 from ._models import Token, User
 from ._providers import JWTAuthProvider
@@ -257,7 +257,7 @@ class SessionManager:
         http_client: httpx.AsyncClient | None = None,
         mqtt_backend: Literal["auto", "aiomqtt", "paho"] = "auto",
         check_server: bool = True,
-        **overrides: object,
+        **overrides: Unpack[SettingsOverrides],
     ) -> ComputeClient:
         """A ComputeClient whose requests carry this session's token (refreshed as needed).
 
@@ -269,8 +269,8 @@ class SessionManager:
 
         if settings is None:
             settings = self.settings.compute_settings(**overrides)
-        elif overrides:
-            settings = ClientSettings.model_validate({**settings.model_dump(), **overrides})
+        else:
+            settings = with_overrides(settings, overrides)
         return ComputeClient(
             settings,
             auth=self._provider,

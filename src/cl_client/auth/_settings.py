@@ -7,11 +7,19 @@ applications (and the tests) that want to.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import ClassVar
+from typing import ClassVar, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .._settings import ClientSettings, check_http_url, env_values, parse_mqtt_url, redact_mqtt_url
+from .._settings import (
+    ClientSettings,
+    SettingsOverrides,
+    check_http_url,
+    env_values,
+    parse_mqtt_url,
+    redact_mqtt_url,
+    with_overrides,
+)
 
 __all__ = ["SessionSettings"]
 
@@ -68,11 +76,12 @@ class SessionSettings(BaseModel):
         for name, value in base:  # never show broker credentials
             yield name, redact_mqtt_url(self.mqtt_url) if name == "mqtt_url" else value
 
-    def compute_settings(self, **overrides: object) -> ClientSettings:
-        """ClientSettings for the compute service of this session (keywords win)."""
+    def compute_settings(self, **overrides: Unpack[SettingsOverrides]) -> ClientSettings:
+        """ClientSettings for the compute service of this session (keywords win; ParameterError
+        for a bad one)."""
         values: dict[str, object] = {"compute_url": self.compute_url, "mqtt_url": self.mqtt_url}
         values.update(overrides)
-        return ClientSettings.model_validate(values)
+        return with_overrides(None, values)
 
     @classmethod
     def from_env(
