@@ -686,7 +686,7 @@ def _unwrap(exc: BaseException) -> BaseException:
     """The one error inside (nested) single-error exception groups."""
     current: BaseException = exc
     while isinstance(current, BaseExceptionGroup):
-        members = cast(tuple[BaseException, ...], current.exceptions)  # pyright: ignore[reportUnknownMemberType]
+        members = cast(tuple[BaseException, ...], current.exceptions)
         if len(members) != 1:
             return cast(BaseException, current)
         current = members[0]

@@ -37,7 +37,7 @@ class ConversionTask(PluginTask):
     ) -> JobResponse:
         return await client.image_conversion.convert(
             path,
-            format=self.format,
+            output_format=self.format,
             quality=self.quality,
             priority=priority,
             on_progress=on_progress,
