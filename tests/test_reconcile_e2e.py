@@ -15,11 +15,16 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cl_client import ComputeClient, JobUpdate, NotFoundError, TransportError
+from cl_client import (
+    ClientSettings,
+    ComputeClient,
+    JobResponse,
+    JobUpdate,
+    NotFoundError,
+    TransportError,
+)
 from cl_client._hub import JobHub
-from cl_client._models import JobResponse
 from cl_client._reconcile import Reconciler, ReconcileSchedule, SchedulePolicy
-from cl_client._settings import ClientSettings
 from cl_client.testing import JobRecord, LocalComputeService, generic_task
 
 from .util import wait_until
@@ -80,7 +85,7 @@ async def test_budget_is_respected_with_5000_watched_queued_jobs(
         reads = reads_between(svc, start - 1, end + 1)  # every read this client made
         assert 0 < len(reads) <= 20 * (end - start) + 5 + 2  # rate x time + the 5-token burst
         assert len(set(reads)) == len(reads)  # no job twice while others wait for a first check
-        assert client.stats.reconciled >= len(reads)
+        assert client.statistics().reconciled >= len(reads)
         for watch in watches:
             await watch.aclose()
 
@@ -168,7 +173,7 @@ async def test_after_a_broker_restart_every_watched_job_is_checked_once(
             assert mark == 0  # nothing was due yet
             await svc.restart_broker()
             await svc.wait_for_broker_connection()
-            await wait_until(lambda: client.mqtt_connected and client.stats.reconnects >= 1)
+            await wait_until(lambda: client.mqtt_connected and client.statistics().reconnects >= 1)
             await wait_until(lambda: len(svc.job_reads) >= len(ids))
             await anyio.sleep(0.3)  # and nothing more comes
         after = [job_id for _, job_id in svc.job_reads]
@@ -208,7 +213,7 @@ async def test_a_watch_made_right_after_entering_is_checked_at_once(
         with anyio.fail_after(5):
             await wait_until(lambda: bool(done))
     assert done[0].status == "completed"
-    assert client.stats.reconciled == 1
+    assert client.statistics().reconciled == 1
 
 
 # -- the dispatcher on its own: a stand-in for GET /jobs/{id} ---------------------------------

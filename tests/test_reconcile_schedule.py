@@ -6,9 +6,8 @@ import math
 
 import pytest
 
-from cl_client._errors import NotFoundError
+from cl_client import ClientSettings, JobResponse, JobUpdate, NotFoundError, WorkerInfo
 from cl_client._hub import JobHub, JobInterest
-from cl_client._models import JobResponse, JobUpdate, WorkerInfo
 from cl_client._reconcile import (
     HINT,
     NEW,
@@ -19,7 +18,6 @@ from cl_client._reconcile import (
     ReconcileSchedule,
     SchedulePolicy,
 )
-from cl_client._settings import ClientSettings
 
 
 class Sink:

@@ -258,6 +258,8 @@ class SettingsOverrides(TypedDict, total=False):
     poll_backoff: float
     poll_max_interval: float
     reconcile_interval: float
+    reconcile_max_interval: float
+    reconcile_rate: float
     reconcile_concurrency: int
     worker_ttl: float
     job_cache_size: int
