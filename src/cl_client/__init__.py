@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         WorkerUnavailableError,
     )
     from ._http import FileArg, FormValue
+    from ._mailbox import MailboxStatistics
     from ._models import (
         CapabilitiesResponse,
         CleanupResult,
@@ -95,6 +96,7 @@ _LAZY: dict[str, str] = {
     "JobTimeoutError": "._errors",
     "JobUpdate": "._models",
     "JobWatch": "._watch",
+    "MailboxStatistics": "._mailbox",
     "MqttEndpoint": "._settings",
     "MqttError": "._errors",
     "NoAuthProvider": ".auth",
@@ -173,6 +175,7 @@ __all__ = [
     "JobTimeoutError",
     "JobUpdate",
     "JobWatch",
+    "MailboxStatistics",
     "MqttEndpoint",
     "MqttError",
     "NoAuthProvider",

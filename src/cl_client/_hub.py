@@ -61,19 +61,19 @@ class JobInterest:
     )
 
     def __init__(self, job_id: str, now: float) -> None:
-        self.job_id = job_id
+        self.job_id: str = job_id
         self.subscribers: list[Subscriber] = []
-        self.changed_at = now
+        self.changed_at: float = now
         """When the hub last accepted a change of the job's state (or the watch began)."""
-        self.checked_at = -math.inf
+        self.checked_at: float = -math.inf
         """When the reconciler last finished checking the job."""
-        self.due = math.inf
+        self.due: float = math.inf
         """The deadline of the job's live entry in the reconciler's timer queue (inf: none)."""
-        self.ready = -1
+        self.ready: int = -1
         """The job's class in the reconciler's ready queue (-1: not in it)."""
-        self.busy = False
+        self.busy: bool = False
         """A check of the job is in flight."""
-        self.again = False
+        self.again: bool = False
         """Check again as soon as the one in flight ends (news arrived meanwhile)."""
         self.task_type: str | None = None
         """The job's task type, when known (submitted here, or fetched over HTTP)."""

@@ -128,12 +128,12 @@ class MailboxSink(Wakeup, Generic[T]):
         self._final = final
         self._coalesce = coalesce
         self._error: BaseException | None = None
-        self.delivered = 0
-        self.coalesced = 0
-        self.dropped = 0
-        self.waiting = 0
-        self.ended = False
-        self.closed = False
+        self.delivered: int = 0
+        self.coalesced: int = 0
+        self.dropped: int = 0
+        self.waiting: int = 0
+        self.ended: bool = False
+        self.closed: bool = False
 
     # -- the producer ---------------------------------------------------------------------------
     def deliver(self, item: T) -> None:

@@ -27,7 +27,7 @@ class _JobSink(MailboxSink[JobUpdate]):
     def __init__(self, hub: JobHub, job_id: str) -> None:
         super().__init__(final=_is_terminal, coalesce=True)
         self.hub = hub
-        self.job_id = job_id
+        self.job_id: str = job_id
 
     def on_end(self) -> None:
         self.hub.remove(self.job_id, self)
@@ -58,7 +58,7 @@ class JobWatch(Mailbox[JobUpdate]):
     ) -> None:
         sink = _JobSink(hub, job_id)
         super().__init__(sink)
-        self.job_id = job_id
+        self.job_id: str = job_id
         self._latest: JobUpdate | None = None
         hub.add(job_id, sink, now)
 
