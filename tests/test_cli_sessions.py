@@ -260,3 +260,114 @@ async def test_login_and_whoami_as_processes(
     assert who.code == 0, who
     user = who.record()["user"]
     assert isinstance(user, dict) and user["is_admin"] is True
+
+
+# ----------------------------------------------------------------------- user administration
+
+
+async def _login_admin(base: list[str]) -> None:
+    login = await cli(*base, "login", "-u", "admin", "--password", ADMIN_PW)
+    assert login.code == 0, login
+
+
+async def test_user_commands_send_what_they_say(
+    compute: LocalComputeService, auth: LocalAuthService
+) -> None:
+    base = _base(compute, auth)
+    await _login_admin(base)
+    new_pw = "Carol-pw-123"
+    created = await cli(
+        *base,
+        "--json",
+        "user",
+        "create",
+        "carol",
+        "--password",
+        new_pw,
+        "-p",
+        "ai_inference_support",
+        "-p",
+        "media_store_read",
+    )
+    assert created.code == 0, created
+    record = created.record()
+    assert record["username"] == "carol" and record["is_admin"] is False
+    (sent,) = auth.requests_to("/users/", "POST")
+    assert sent.form == {
+        "username": "carol",
+        "password": new_pw,
+        "is_admin": "false",
+        "is_active": "true",
+        "permissions": "ai_inference_support,media_store_read",
+    }
+    assert sent.headers["authorization"].startswith("Bearer ")
+    carol_id = record["id"]
+    assert isinstance(carol_id, int)
+
+    listed = await cli(*base, "--json", "user", "list", "--skip", "1", "--limit", "5")
+    assert listed.code == 0, listed
+    assert "carol" in {r["username"] for r in listed.records()}
+    (query,) = auth.requests_to("/users/", "GET")
+    assert query.query == {"skip": "1", "limit": "5"}
+    table = await cli(*base, "user", "list")
+    assert "carol" in table.stdout and "media_store_read" in table.stdout
+
+    got = await cli(*base, "--json", "user", "get", str(carol_id))
+    assert got.record()["username"] == "carol"
+    assert auth.requests_to(f"/users/{carol_id}", "GET")
+
+    updated = await cli(
+        *base, "--json", "user", "update", str(carol_id), "--admin", "--inactive",
+        "--password", "Other-pw-1",
+    )  # fmt: skip
+    assert updated.code == 0, updated
+    assert updated.record()["is_admin"] is True and updated.record()["is_active"] is False
+    cleared = await cli(*base, "--json", "user", "update", str(carol_id), "--clear-permissions")
+    assert cleared.record()["permissions"] == []
+    replaced = await cli(
+        *base, "--json", "user", "update", str(carol_id), "-p", "x", "--no-admin", "--active"
+    )
+    assert replaced.record()["permissions"] == ["x"] and replaced.record()["is_admin"] is False
+    forms = [r.form for r in auth.requests_to(f"/users/{carol_id}", "PUT")]
+    assert forms == [
+        {"password": "Other-pw-1", "is_active": "false", "is_admin": "true"},
+        {"permissions": ","},
+        {"permissions": "x", "is_active": "true", "is_admin": "false"},
+    ]
+
+    refused = await cli(*base, "user", "delete", str(carol_id))  # no terminal to confirm on
+    assert refused.code == ExitCode.FAILED and "--yes" in refused.stderr
+    assert not auth.requests_to(f"/users/{carol_id}", "DELETE")
+    deleted = await cli(*base, "user", "delete", str(carol_id), "--yes")
+    assert deleted.code == 0 and f"deleted user {carol_id}" in deleted.stdout
+    assert len(auth.requests_to(f"/users/{carol_id}", "DELETE")) == 1
+    gone = await cli(*base, "user", "get", str(carol_id))
+    assert gone.code == ExitCode.FAILED and "User not found" in gone.stderr
+    duplicate = await cli(*base, "user", "create", "alice", "--password", "x")
+    assert duplicate.code != 0 and "Username already registered" in duplicate.stderr
+
+
+async def test_user_commands_need_an_admin(
+    compute: LocalComputeService, auth: LocalAuthService
+) -> None:
+    base = _base(compute, auth)
+    nobody = await cli(*base, "user", "list")
+    assert nobody.code == ExitCode.UNAVAILABLE and "cl-client login" in nobody.stderr
+    assert (await cli(*base, "login", "-u", "alice", "--password", ALICE_PW)).code == 0
+    for args in (["user", "list"], ["user", "create", "eve", "--password", "pw"]):
+        result = await cli(*base, *args)
+        assert result.code == ExitCode.UNAVAILABLE, result
+        assert "The user doesn't have enough privileges" in result.stderr
+    # --username logs in for one command, the saved login stays alice's
+    as_admin = await cli(*base, "-u", "admin", "--password", ADMIN_PW, "--json", "user", "get", "1")
+    assert as_admin.code == 0, as_admin
+    assert _saved()["username"] == "alice"
+
+
+async def test_user_usage_errors() -> None:
+    both = await cli("user", "update", "3", "-p", "a", "--clear-permissions")
+    assert both.code == ExitCode.USAGE and "contradict" in both.stderr
+    nothing = await cli("user", "update", "3")
+    assert nothing.code == ExitCode.USAGE and "nothing to change" in nothing.stderr
+    no_password = await cli("user", "create", "dave")
+    assert no_password.code == ExitCode.USAGE and "--password" in no_password.stderr
