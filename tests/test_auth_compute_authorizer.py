@@ -1,4 +1,7 @@
-"""The local compute's token checks (PROTOCOL.md §2.8), with tokens minted by the auth service."""
+"""The local compute's token checks, with tokens minted by the auth service.
+
+What is checked: docs/auth.md#how-compute-checks-a-token.
+"""
 
 from __future__ import annotations
 

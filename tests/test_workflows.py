@@ -142,7 +142,7 @@ async def test_video_pipeline(target: PluginTarget, tmp_path: Path) -> None:
     assert bundle.segments and all(segment.is_file() for segment in bundle.segments)
 
     if target.is_real and thumb_job.is_failed:
-        # The real server cannot thumbnail videos (PROTOCOL.md §3.8).
+        # The real server cannot thumbnail videos (docs/plugins.md#media_thumbnail).
         assert "Input file not found" in (thumb_job.error_message or "")
     else:
         thumbnail = await client.media_thumbnail.result(thumb_job, tmp_path / "poster.jpg")

@@ -46,7 +46,7 @@ class _Model(BaseModel):
 
 
 class JobResponse(_Model):
-    """``GET /jobs/{job_id}``: the whole stored job (PROTOCOL.md §2.4)."""
+    """``GET /jobs/{job_id}``: the whole stored job (docs/protocol.md#the-job-record)."""
 
     job_id: str
     task_type: str = ""
@@ -87,7 +87,7 @@ class JobCreated(_Model):
 
 
 class JobEvent(_Model):
-    """One message on the ``inference/events`` topic (PROTOCOL.md §5.2)."""
+    """One message on the ``inference/events`` topic (docs/protocol.md#job-events)."""
 
     job_id: str
     event_type: str

@@ -113,7 +113,8 @@ def env_values(
 class ClientSettings(BaseModel):
     """Everything ComputeClient needs to know about the server it talks to.
 
-    Defaults are those of the real CL Server (``PROTOCOL.md`` §0.1, §5.3).
+    Defaults are those of the real CL Server (``docs/protocol.md``, "At a glance" and
+    "Defaults and configuration").
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(

@@ -1,4 +1,4 @@
-"""``AuthClient``: the nine endpoints of the auth service (PROTOCOL.md §6).
+"""``AuthClient``: the nine endpoints of the auth service (docs/auth.md#the-auth-service).
 
 Encodings are the ones the real server accepts: form fields (never JSON), booleans as
 ``true``/``false``, permissions as a comma-separated list (the one format both ``POST /users/``

@@ -1,4 +1,4 @@
-"""Typed models of what the auth service sends (PROTOCOL.md §6, §7).
+"""Typed models of what the auth service sends (docs/auth.md#the-auth-service and #jwt).
 
 Reprs never show a token: ``Token`` prints its user id and expiry only. Validation errors
 of these models never quote their input (``hide_input_in_errors``).

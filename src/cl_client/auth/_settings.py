@@ -27,7 +27,7 @@ __all__ = ["SessionSettings"]
 class SessionSettings(BaseModel):
     """Everything a SessionManager (and the AuthClient it owns) needs.
 
-    Defaults are the real CL Server's (``PROTOCOL.md`` §0.1, §6, §7).
+    Defaults are the real CL Server's (``docs/auth.md``).
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(

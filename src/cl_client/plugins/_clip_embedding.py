@@ -1,4 +1,6 @@
-"""clip_embedding: a 512-d MobileCLIP image embedding (semantic similarity) (PROTOCOL.md §3).
+"""clip_embedding: a 512-d MobileCLIP image embedding (semantic similarity).
+
+See docs/plugins.md#embeddings.
 
 The vector is written to ``output/clip_embedding.npy`` (float32, shape (512,)).
 """

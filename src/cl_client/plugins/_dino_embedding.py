@@ -1,4 +1,4 @@
-"""dino_embedding: a 384-d DINOv2 image embedding (visual similarity) (PROTOCOL.md §3).
+"""dino_embedding: a 384-d DINOv2 image embedding (visual similarity) (docs/plugins.md#embeddings).
 
 The vector is written to ``output/dino_embedding.npy`` (float32, shape (384,)).
 """

@@ -1,4 +1,4 @@
-"""What the three embedding plugins share (PROTOCOL.md §3.1, §3.2, §3.5).
+"""What the three embedding plugins share (docs/plugins.md#embeddings).
 
 The vector is not in ``task_output``: the server writes it to an ``.npy`` file (float32, 1-D),
 which :meth:`EmbeddingPlugin.result` downloads, parses and checks against the expected length.

@@ -1,4 +1,4 @@
-"""exif: metadata of an image or video, read by ExifTool on the server (PROTOCOL.md §3.3).
+"""exif: metadata of an image or video, read by ExifTool on the server (docs/plugins.md#exif).
 
 The result is in ``task_output``: typed fields (``make``, ``iso``, ``gps_latitude``, ...) plus
 ``raw_metadata``. The typed fields are only filled when ``tags`` are given; without tags ExifTool

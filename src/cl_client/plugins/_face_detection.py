@@ -1,4 +1,6 @@
-"""face_detection: faces in an image, with boxes, landmarks and aligned crops (PROTOCOL.md §3.4).
+"""face_detection: faces in an image, with boxes, landmarks and aligned crops.
+
+See docs/plugins.md#face_detection.
 
 The result is in ``task_output``: every coordinate is normalised to [0, 1]; each face's crop is a
 job file (``faces/face_{i}.png``) downloaded by :meth:`FaceDetectionPlugin.download_crops`.

@@ -1,4 +1,4 @@
-"""face_embedding: a 512-d ArcFace embedding of a cropped face (PROTOCOL.md §3.5).
+"""face_embedding: a 512-d ArcFace embedding of a cropped face (docs/plugins.md#embeddings).
 
 The vector is written to ``output/face_embedding.npy`` (float32, shape (512,)); task_output
 carries a ``quality_score``, kept on the result.

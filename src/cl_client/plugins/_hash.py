@@ -1,4 +1,4 @@
-"""hash: a file's digest (PROTOCOL.md §3.6).
+"""hash: a file's digest (docs/plugins.md#hash).
 
 ``md5`` hashes the file bytes. ``sha512`` hashes the decoded pixels of an image
 (``sha512_image``), the I-frame packets of a video (``sha512_video``) or the bytes of anything else

@@ -1,4 +1,6 @@
-"""hls_streaming: adaptive HLS from a video, with ffmpeg on the server (PROTOCOL.md §3.7).
+"""hls_streaming: adaptive HLS from a video, made with ffmpeg on the server.
+
+See docs/plugins.md#hls_streaming.
 
 The server writes ``output/adaptive.m3u8`` (the master playlist), one playlist per variant and
 2-second ``.ts`` segments. ``task_output.master_playlist`` is an absolute path on the server;

@@ -1,4 +1,6 @@
-"""image_conversion: an image converted to another format with Pillow (PROTOCOL.md §3.9).
+"""image_conversion: an image converted to another format with Pillow.
+
+See docs/plugins.md#image_conversion.
 
 The server writes ``output/converted_<input stem>.<ext>`` (``jpeg`` gives ``.jpg``);
 :meth:`ImageConversionPlugin.result` saves it. ``quality`` applies to jpg and webp.

@@ -1,9 +1,9 @@
-"""media_thumbnail: a JPEG thumbnail of an image or video (PROTOCOL.md §3.8).
+"""media_thumbnail: a JPEG thumbnail of an image or video (docs/plugins.md#media_thumbnail).
 
 The server always writes ``output/thumbnail.jpg``; :meth:`MediaThumbnailPlugin.result` saves it.
 Sizes: both given with ``maintain_aspect_ratio`` fit the image inside the box (1920x1080 in
 256x256 gives 256x144); without it the size is exact; one size alone keeps the aspect ratio;
-neither gives 256x256. (The real server fails on videos; see PROTOCOL.md §3.8.)
+neither gives 256x256. (The real server fails on videos; see docs/plugins.md#media_thumbnail.)
 """
 
 from __future__ import annotations

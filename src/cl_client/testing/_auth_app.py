@@ -1,4 +1,4 @@
-"""A local auth service that speaks the real one's protocol (PROTOCOL.md §6, §7).
+"""A local auth service that speaks the real one's protocol (docs/auth.md).
 
 The FastAPI app reproduces ``cl_server_auth_service@8849af4``: the same routes, form fields,
 status codes and messages, ES256 tokens with the claims ``id``, ``permissions``, ``is_admin``

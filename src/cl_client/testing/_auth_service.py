@@ -21,7 +21,7 @@ __all__ = ["LocalAuthService"]
 
 
 class LocalAuthService:
-    """An in-memory auth service speaking the real protocol (PROTOCOL.md §6).
+    """An in-memory auth service speaking the real protocol (docs/auth.md#the-auth-service).
 
     ES256 keys are made when the service object is created; the admin user (``is_admin``,
     permissions ``["*"]``) exists from the start. ``token_lifetime`` is in seconds (the real

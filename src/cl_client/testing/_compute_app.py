@@ -1,4 +1,6 @@
-"""The local compute service's FastAPI app: every route of the real server (PROTOCOL.md §2).
+"""The local compute service's FastAPI app: every route of the real server.
+
+The routes are described in docs/protocol.md#routes.
 
 Same paths, status codes, bodies and quirks as ``cl_server_compute@5ff460a``:
 
@@ -154,7 +156,7 @@ def create_compute_app(
 
 
 def _resolve_download(state: ComputeState, job_id: str, file_path: str) -> Path:
-    """The real server's checks, in its order (PROTOCOL.md §2.5)."""
+    """The real server's checks, in its order (docs/protocol.md#downloading-job-files)."""
     if job_id not in state.jobs:
         raise _not_found(job_id)
     job_dir = state.job_dir(job_id)

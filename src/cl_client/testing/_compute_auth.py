@@ -1,4 +1,4 @@
-"""How the local compute service checks requests (PROTOCOL.md §2.8).
+"""How the local compute service checks requests (docs/auth.md#how-compute-checks-a-token).
 
 Interface used by the compute app: ``ComputeAuthorizer.check(authorization_header, guest_mode=,
 admin=)`` returns the caller's user id (the JWT ``id`` claim) or None, or raises

@@ -182,7 +182,8 @@ class Faults:
         self.read_rules: list[ReadRule] = []
         self.empty_capabilities: int = 0
         """How many more ``GET /capabilities`` calls answer with no workers. The real server
-        answers its very first call after a start that way (PROTOCOL.md §8): set it to 1."""
+        answers its very first call after a start that way: set it to 1
+        (docs/protocol.md#worker-capabilities-over-http)."""
 
     # -- events ------------------------------------------------------------------------------
 

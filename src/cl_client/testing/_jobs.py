@@ -1,6 +1,6 @@
 """Job store, in-process workers and fault switches of the local compute service.
 
-Behaviour follows the real server (PROTOCOL.md §4.1, §5.2):
+Behaviour follows the real server (docs/protocol.md#job-lifecycle and #job-events):
 
 * ``POST /jobs/{plugin}`` stores the upload as ``input/<original filename>``, creates the job
   (``queued``, progress 0) and publishes the ``queued`` event before the HTTP reply.

@@ -1,7 +1,7 @@
 """The ``exif`` plugin of the local compute service, with Pillow standing in for ExifTool.
 
 The real server runs ``exiftool -G -n -j <file>`` (no ``tags``) or ``exiftool -n -j -Tag1 -Tag2
-<file>`` (with ``tags``) and maps the first JSON object onto a typed model (PROTOCOL.md §3.3).
+<file>`` (with ``tags``) and maps the first JSON object onto a typed model (docs/plugins.md#exif).
 This module reproduces that output for what Pillow can read (EXIF IFD0, Exif IFD, GPS IFD, JFIF)
 plus ExifTool's ``File`` and ``Composite`` groups, with ExifTool's tag names and ``-n`` (numeric)
 values. It is an emulation: ExifTool knows many more tags (MakerNotes, XMP, IPTC, QuickTime, ...).

@@ -1,5 +1,5 @@
 """Real media plugins of the local compute service: hash, media_thumbnail, image_conversion,
-hls_streaming (PROTOCOL.md §3.6 to §3.9). They produce real outputs with Pillow and ffmpeg.
+hls_streaming (docs/plugins.md). They produce real outputs with Pillow and ffmpeg.
 
 Where this differs from the real server, on purpose:
 
@@ -102,7 +102,7 @@ def hash_task(ctx: TaskContext) -> dict[str, JsonValue]:
 def thumbnail_size(
     original: tuple[int, int], width: int | None, height: int | None, keep_aspect: bool
 ) -> tuple[int, int]:
-    """The real server's thumbnail size (PROTOCOL.md §3.8).
+    """The real server's thumbnail size (docs/plugins.md#media_thumbnail).
 
     Both sizes with keep-aspect: fitted inside the box (1920x1080 in 256x256 -> 256x144); both
     without: exact; one size: the other follows the aspect ratio (or equals it without

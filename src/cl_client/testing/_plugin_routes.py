@@ -1,4 +1,6 @@
-"""The nine plugin submission routes of the local compute service (PROTOCOL.md §2.3, §3).
+"""The nine plugin submission routes of the local compute service.
+
+How the real server takes submissions: docs/protocol.md#submitting-a-job and docs/plugins.md.
 
 ``plugin_router(submit)`` returns a FastAPI router with ``POST /jobs/{name}`` for every plugin, each
 declaring exactly the real server's multipart form fields (cl_ml_tools ``plugins/*/routes.py``):

@@ -1,4 +1,4 @@
-"""The task side of the nine plugins of the local compute service (PROTOCOL.md §3).
+"""The task side of the nine plugins of the local compute service (docs/plugins.md).
 
 ``TASKS[task_type](ctx)`` runs one job synchronously (the job machinery calls it in a worker
 thread): it reads ``ctx.input_path``, writes the real server's output files under ``ctx.job_dir``
