@@ -1,12 +1,12 @@
 """Test media generated on the fly (no binary files are committed).
 
-Pillow makes the images; ffmpeg (when installed) makes the video. ``tests/media/MEDIA_SETUP.md``
-describes the real media files a run against a real CL Server uses instead.
+Pillow makes the images; ffmpeg (the system's, or the one the imageio-ffmpeg package ships) makes
+the video. ``tests/media/MEDIA_SETUP.md`` describes the real media files a run against a real CL
+Server uses instead.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -157,9 +157,12 @@ def make_video(
 ) -> Path | None:
     """An H.264 MP4 (testsrc pattern, 30 fps, a keyframe every second, optional sine audio).
 
-    Returns None when ffmpeg is not installed.
+    Returns None when there is no ffmpeg (``cl_client.testing.ffmpeg_path``: the system's, else
+    the one shipped by the imageio-ffmpeg package).
     """
-    ffmpeg = shutil.which("ffmpeg")
+    from cl_client.testing import ffmpeg_path
+
+    ffmpeg = ffmpeg_path()
     if ffmpeg is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,9 @@ class PluginTarget:
         if name not in self._made:
             path = make(self.tmp / "media" / name)
             if path is None:
-                pytest.fail("ffmpeg is needed to make the test video (apt-get install ffmpeg)")
+                pytest.fail(
+                    "ffmpeg is needed to make the test video (the imageio-ffmpeg package ships one)"
+                )
             self._made[name] = path
         return self._made[name]
 

@@ -14,6 +14,8 @@ import json
 import math
 import shutil
 import struct
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ from cl_client.testing._plugin_routes import PLUGIN_NAMES, plugin_router
 from cl_client.testing._plugin_tasks import TASKS
 from tests.media import EXIF_FIELDS, make_face_jpeg, make_jpeg, make_png, make_text, make_video
 
-FFMPEG_NEEDED = "ffmpeg is needed to make the test video (apt-get install ffmpeg; .ci/run does)"
+FFMPEG_NEEDED = "ffmpeg is needed to make the test video (the imageio-ffmpeg package ships one)"
 JSON = TypeAdapter(JsonValue)
 
 OUTPUT_PATHS: dict[str, str] = {
@@ -146,6 +148,42 @@ def video(media_dir: Path) -> Path | None:
 def no_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(_plugin_base, "ffmpeg_path", lambda: None)
     yield
+
+
+def test_ffmpeg_on_path_comes_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = tmp_path / "ffmpeg"
+    _ = system.write_text("#!/bin/sh\n")
+    system.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert _plugin_base.ffmpeg_path() == str(system)
+
+
+def test_ffmpeg_from_the_imageio_ffmpeg_package_without_a_system_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imageio_ffmpeg
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg there
+    shipped = _plugin_base.ffmpeg_path()
+    assert shipped is not None and shipped == imageio_ffmpeg.get_ffmpeg_exe()
+    result = subprocess.run([shipped, "-version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("ffmpeg version")
+
+
+def test_no_ffmpeg_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imageio_ffmpeg
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    def no_binary() -> str:
+        raise RuntimeError("No ffmpeg exe could be found.")
+
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_binary)
+    assert _plugin_base.ffmpeg_path() is None
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # the package is not installed
+    assert _plugin_base.ffmpeg_path() is None
+    with pytest.raises(RuntimeError, match=r"^ffmpeg is required for tests but was not found"):
+        _ = _plugin_base.run_ffmpeg(["-version"], what="tests")
 
 
 # ------------------------------------------------------------------------------------------- hash

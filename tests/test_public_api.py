@@ -349,3 +349,13 @@ def test_readme_uses_no_removed_name() -> None:
         "poll_interval=0.0",  # the local service's old knob (now worker_poll_interval)
     ]
     assert [name for name in removed if name in text] == []
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    from cl_client._version import package_version
+
+    assert cl_client.__version__ == version("cl-client")
+    assert cl_client.__version__.count(".") >= 2
+    assert package_version("cl-client-no-such-distribution") == "0+unknown"

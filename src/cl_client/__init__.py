@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     )
     from ._options import RunOptions, SubmitOptions
     from ._settings import ClientSettings, MqttEndpoint, SettingsOverrides, parse_mqtt_url
+    from ._version import __version__ as __version__
     from ._watch import JobWatch
     from ._workers import WorkerWatch
     from .auth import AuthClient, AuthProvider, JWTAuthProvider, NoAuthProvider, SessionManager
@@ -121,6 +122,7 @@ _LAZY: dict[str, str] = {
     "WorkerUnavailableError": "._errors",
     "WorkerWatch": "._workers",
     "parse_mqtt_url": "._settings",
+    "__version__": "._version",  # not in __all__: read from the package metadata on first use
 }
 
 

@@ -16,7 +16,7 @@ from cl_client.testing._faults import (
     ReadRule,
 )
 from cl_client.testing._jobs import ComputeState, LocalWorker, generic_task
-from cl_client.testing._plugin_base import TaskContext, TaskFn
+from cl_client.testing._plugin_base import TaskContext, TaskFn, ffmpeg_path
 from cl_client.testing._service import LocalComputeService, WorkersSpec
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "TaskContext",
     "TaskFn",
     "WorkersSpec",
+    "ffmpeg_path",
     "generic_task",
 ]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import JsonValue
 
 __all__ = [
+    "FFMPEG_MISSING",
     "TaskContext",
     "TaskFn",
     "emulated_unit_floats",
@@ -272,15 +273,35 @@ def media_type_from_mime(mime: str, data: bytes) -> str:
 # --------------------------------------------------------------------------------------- ffmpeg
 
 
+FFMPEG_MISSING = "was not found (neither on PATH nor from the imageio-ffmpeg package)"
+
+
 def ffmpeg_path() -> str | None:
-    return shutil.which("ffmpeg")
+    """The ffmpeg executable the local service and the tests run, or None if there is none.
+
+    A system ffmpeg on PATH comes first; otherwise the binary shipped inside the
+    ``imageio-ffmpeg`` package (a dependency of the ``local`` extra), so nothing has to come
+    from a system package manager.
+    """
+    found = shutil.which("ffmpeg")
+    if found is not None:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        shipped: str = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:  # no binary for this platform, and none elsewhere
+        return None
+    return shipped
 
 
 def run_ffmpeg(args: Sequence[str], *, what: str) -> subprocess.CompletedProcess[str]:
     """Run ffmpeg with ``args``; a missing ffmpeg or a failure raises RuntimeError."""
     ffmpeg = ffmpeg_path()
     if ffmpeg is None:
-        raise RuntimeError(f"ffmpeg is required for {what} but was not found on PATH")
+        raise RuntimeError(f"ffmpeg is required for {what} but {FFMPEG_MISSING}")
     result = subprocess.run(
         [ffmpeg, *args], capture_output=True, text=True, check=False, timeout=600
     )

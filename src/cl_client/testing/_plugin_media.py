@@ -26,6 +26,7 @@ from PIL import Image
 from pydantic import JsonValue
 
 from ._plugin_base import (
+    FFMPEG_MISSING,
     TaskContext,
     ffmpeg_path,
     media_type_from_mime,
@@ -288,7 +289,7 @@ def hls_streaming_task(ctx: TaskContext) -> dict[str, JsonValue]:
     master = output_file(ctx, f"{param_str(ctx.params, 'output_path', 'output')}/adaptive.m3u8")
     out_dir = master.parent
     if ffmpeg_path() is None:
-        raise RuntimeError("ffmpeg is required for hls_streaming but was not found on PATH")
+        raise RuntimeError(f"ffmpeg is required for hls_streaming but {FFMPEG_MISSING}")
     source = ctx.input_path.resolve()
     _ = run_ffmpeg(_variant_command(source, out_dir, variants), what="hls_streaming")
     ctx.progress(1)  # the manifest is ready (cl_ml_tools HEAD reports 1 here)
