@@ -26,8 +26,6 @@ from cl_client import (
 from cl_client.auth import AuthClient, JWTAuthProvider, PublicKey, SessionSettings, Token, User
 from cl_client.testing import LocalAuthService
 
-pytestmark = pytest.mark.anyio
-
 FORM = "application/x-www-form-urlencoded"
 
 

@@ -20,8 +20,6 @@ from cl_client.testing import LocalAuthService, LocalComputeService, generic_tas
 
 from .util import wait_until
 
-pytestmark = pytest.mark.anyio
-
 Factory = Callable[..., LocalComputeService]
 
 ADMIN_PW = "admin-pw-e2e"
@@ -87,6 +85,7 @@ async def client_as(
 # -- the four roles -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES)
 async def test_jobs_by_role(
     role: str, auth: LocalAuthService, compute: LocalComputeService, upload: Path
@@ -122,6 +121,7 @@ async def test_jobs_by_role(
     assert compute.state.jobs == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES)
 async def test_admin_routes_by_role(
     role: str, auth: LocalAuthService, compute: LocalComputeService
@@ -165,6 +165,7 @@ async def test_no_token_in_auth_mode_is_an_authentication_error(
 # -- refresh in a real workflow -------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_short_lived_token_is_refreshed_during_a_compute_workflow(
     auth: LocalAuthService, compute: LocalComputeService, upload: Path
 ) -> None:
@@ -188,6 +189,7 @@ async def test_short_lived_token_is_refreshed_during_a_compute_workflow(
     assert all(r.status_code == 200 for r in refreshes)
 
 
+@pytest.mark.slow
 async def test_fifty_concurrent_compute_calls_at_refresh_time_cause_one_refresh(
     auth: LocalAuthService, compute: LocalComputeService, upload: Path
 ) -> None:
@@ -212,6 +214,7 @@ async def test_fifty_concurrent_compute_calls_at_refresh_time_cause_one_refresh(
     assert len(auth.requests_to("/auth/token/refresh")) == 1
 
 
+@pytest.mark.slow
 async def test_expired_session_without_credentials_tells_the_user_to_log_in(
     auth: LocalAuthService, compute: LocalComputeService, upload: Path
 ) -> None:

@@ -11,8 +11,6 @@ from cl_client.testing import LocalAuthService
 from cl_client.testing._auth_app import create_auth_app
 from cl_client.testing._serve import serve_asgi
 
-pytestmark = pytest.mark.anyio
-
 
 async def test_lifecycle_and_helpers() -> None:
     service = LocalAuthService(admin_username="boss", admin_password="pw", token_lifetime=42)

@@ -21,8 +21,6 @@ from cl_client.auth import (
     decode_claims,
 )
 
-pytestmark = pytest.mark.anyio
-
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

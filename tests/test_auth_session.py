@@ -17,8 +17,6 @@ from cl_client.testing import LocalAuthService
 
 from .util import wait_until
 
-pytestmark = pytest.mark.anyio
-
 PASSWORD = "s3cret-admin-pw"
 
 
@@ -96,6 +94,7 @@ async def test_explicit_refresh(auth: LocalAuthService, session: SessionManager)
 # -- refresh before expiry ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_short_lived_token_is_refreshed_during_a_longer_workflow(
     auth: LocalAuthService,
 ) -> None:
@@ -124,6 +123,7 @@ async def test_refresh_margin_is_configurable(auth: LocalAuthService) -> None:
     assert _count(auth, "/auth/token/refresh") == 0
 
 
+@pytest.mark.slow
 async def test_fifty_concurrent_calls_at_refresh_time_share_one_refresh(
     auth: LocalAuthService,
 ) -> None:
@@ -148,6 +148,7 @@ async def test_fifty_concurrent_calls_at_refresh_time_share_one_refresh(
     assert new.access_token != old.access_token
 
 
+@pytest.mark.slow
 async def test_fifty_concurrent_calls_after_expiry_share_one_login(
     auth: LocalAuthService,
 ) -> None:
@@ -173,6 +174,7 @@ async def test_fifty_concurrent_calls_after_expiry_share_one_login(
 # -- expiry ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_expired_token_with_credentials_logs_in_again(auth: LocalAuthService) -> None:
     auth.token_lifetime = 1.0
     async with SessionManager(auth_url=auth.url) as session:
@@ -186,6 +188,7 @@ async def test_expired_token_with_credentials_logs_in_again(auth: LocalAuthServi
     assert logins[1].form["password"] == PASSWORD
 
 
+@pytest.mark.slow
 async def test_expired_token_without_credentials_raises_session_expired(
     auth: LocalAuthService,
 ) -> None:
@@ -282,6 +285,7 @@ async def test_refresh_refused_with_credentials_logs_in_again(auth: LocalAuthSer
     assert _count(auth, "/auth/token") == 2
 
 
+@pytest.mark.slow
 async def test_relogin_with_changed_password_raises_authentication_error(
     auth: LocalAuthService,
 ) -> None:
@@ -414,6 +418,7 @@ def test_settings_reject_bad_urls() -> None:
 # -- secrets --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_no_secret_in_logs_reprs_or_errors(
     auth: LocalAuthService, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -23,8 +23,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cl_client.testing import BrokerStats, EmbeddedBroker, _broker
 from cl_client.testing._broker import _Client, _encode_length, _matches, _valid_filter
 
-pytestmark = pytest.mark.anyio
-
 # -- a tiny raw MQTT 3.1.1 client ------------------------------------------------------------
 
 
@@ -258,6 +256,7 @@ async def test_keepalive_timeout_publishes_will() -> None:
         assert broker.stats.wills_published == 1
 
 
+@pytest.mark.slow
 async def test_pings_keep_a_connection_alive() -> None:
     async with EmbeddedBroker(keepalive_factor=0.5) as broker:
         client = await RawClient.open(broker.port)
@@ -659,6 +658,7 @@ async def test_slow_subscriber_drops_are_counted() -> None:
         await slow.expect_nothing()
 
 
+@pytest.mark.slow
 async def test_many_messages_qos1(broker: EmbeddedBroker) -> None:
     count = 3000
     async with raw_client(broker) as sub, raw_client(broker) as pub:

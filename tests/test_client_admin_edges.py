@@ -30,8 +30,6 @@ from cl_client.testing import LocalComputeService, generic_task
 
 from .util import wait_until
 
-pytestmark = pytest.mark.anyio
-
 Factory = Callable[..., LocalComputeService]
 
 
@@ -42,6 +40,7 @@ def upload(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_admin_calls_and_config_fallback(svc: LocalComputeService, upload: Path) -> None:
     async with ComputeClient(svc.settings()) as client:
         await client.wait((await client.submit("generic", upload)).job_id)

@@ -38,8 +38,6 @@ from cl_client.testing import LocalComputeService, generic_task
 
 from .util import wait_until
 
-pytestmark = pytest.mark.anyio
-
 Factory = Callable[..., LocalComputeService]
 
 
@@ -82,6 +80,7 @@ async def test_iterator_and_callbacks_see_the_same_updates(
     assert completed[0].params["input_path"] == f"input/{upload.name}"
 
 
+@pytest.mark.slow
 async def test_update_published_before_watch_is_delivered(
     svc: LocalComputeService, upload: Path
 ) -> None:
@@ -215,6 +214,7 @@ async def test_slow_consumer_does_not_delay_others(svc: LocalComputeService, upl
         await slow_watch.aclose()
 
 
+@pytest.mark.slow
 async def test_ten_thousand_watches_need_no_task_each(svc: LocalComputeService) -> None:
     n = 10_000
     ids = [f"bulk-{i}" for i in range(n)]
@@ -233,6 +233,7 @@ async def test_ten_thousand_watches_need_no_task_each(svc: LocalComputeService) 
     assert finals == ["completed"] * n
 
 
+@pytest.mark.slow
 async def test_cancelling_the_client_leaves_nothing_behind(
     svc: LocalComputeService, upload: Path
 ) -> None:
@@ -285,6 +286,7 @@ async def test_closing_the_client_ends_open_watches(svc: LocalComputeService, up
         await client.get_job("x")
 
 
+@pytest.mark.slow
 async def test_closing_with_many_open_subscriptions_logs_one_line(
     svc: LocalComputeService, upload: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -309,6 +311,7 @@ async def test_closing_with_many_open_subscriptions_logs_one_line(
     assert set(seen) == {"queued"}
 
 
+@pytest.mark.slow
 async def test_stale_worker_is_aged_out(local_compute_factory: Factory) -> None:
     async with local_compute_factory(
         tasks={"generic": generic_task}, workers=["w-a", "w-b"], heartbeat_interval=0.1
@@ -440,6 +443,7 @@ async def test_deleting_a_running_job_ends_its_watch(
         svc.faults.clear()
 
 
+@pytest.mark.slow
 async def test_watch_of_unknown_job_fails_with_not_found(svc: LocalComputeService) -> None:
     async with client_for(svc) as client:
         with anyio.fail_after(5), pytest.raises(JobNotFoundError) as info:

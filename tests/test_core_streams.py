@@ -27,8 +27,6 @@ from cl_client._hub import JobHub
 from cl_client._mailbox import Mailbox, MailboxSink
 from cl_client._workers import WorkerRegistry
 
-pytestmark = pytest.mark.anyio
-
 
 def upd(status: str, progress: int = 0, job_id: str = "j") -> JobUpdate:
     return JobUpdate(job_id=job_id, status=status, progress=progress)

@@ -37,8 +37,6 @@ from cl_client.testing import (
 from cl_client.testing._compute_app import create_compute_app
 from cl_client.testing._service import _MqttLink
 
-pytestmark = pytest.mark.anyio
-
 EXTERNAL = os.environ.get("CL_CLIENT_TEST_MQTT_URL") or None
 EVENTS = "inference/events"
 WORKERS = "inference/workers/+"
@@ -181,6 +179,7 @@ async def test_root_reports_guest_mode(svc: LocalComputeService, http: httpx.Asy
     assert "LocalComputeService" in repr(svc)
 
 
+@pytest.mark.slow
 async def test_capabilities_count_idle_workers(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:
@@ -206,6 +205,7 @@ async def test_capabilities_count_idle_workers(
     rule.open()
 
 
+@pytest.mark.slow
 async def test_job_routes_and_404s(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     response = await http.get("/jobs/nope")
     assert (response.status_code, response.json()) == (404, {"detail": "Job nope not found"})
@@ -216,6 +216,7 @@ async def test_job_routes_and_404s(svc: LocalComputeService, http: httpx.AsyncCl
     assert (response.status_code, response.json()) == (404, {"detail": "Job nope not found"})
 
 
+@pytest.mark.slow
 async def test_validation_and_server_errors(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:
@@ -239,6 +240,7 @@ async def test_validation_and_server_errors(
 # -- the job lifecycle ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_event_sequence_and_job_response(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:
@@ -278,6 +280,7 @@ async def test_event_sequence_and_job_response(
     assert svc.worker().jobs_done == 1
 
 
+@pytest.mark.slow
 async def test_queued_job_while_workers_paused(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:
@@ -291,6 +294,7 @@ async def test_queued_job_while_workers_paused(
     _ = await wait_status(http, job_id, "completed")
 
 
+@pytest.mark.slow
 async def test_fifo_ignores_priority(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     svc.pause_workers()
     ids = [await submit(http, priority=str(p)) for p in (0, 5, 10)]
@@ -301,6 +305,7 @@ async def test_fifo_ignores_priority(svc: LocalComputeService, http: httpx.Async
     assert processing == ids
 
 
+@pytest.mark.slow
 async def test_progress_is_capped_at_99_and_not_published() -> None:
     release = threading.Event()
 
@@ -323,6 +328,7 @@ async def test_progress_is_capped_at_99_and_not_published() -> None:
         assert [e.progress for e in svc.published_events] == [0, 0, 100]
 
 
+@pytest.mark.slow
 async def test_task_failure_publishes_no_event(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:
@@ -341,6 +347,7 @@ async def test_task_failure_publishes_no_event(
 # -- fault switches ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_fail_jobs_switch(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     rule = svc.faults.fail_jobs("injected", count=1)
     first = await wait_status(http, await submit(http), "error", "completed")
@@ -358,6 +365,7 @@ async def test_fail_jobs_switch(svc: LocalComputeService, http: httpx.AsyncClien
     assert (await wait_status(http, await submit(http, tag="x"), "completed"))["progress"] == 100
 
 
+@pytest.mark.slow
 async def test_fail_jobs_with_error_event(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:
@@ -371,6 +379,7 @@ async def test_fail_jobs_with_error_event(
     assert (body["status"], body["progress"], body["error_message"]) == ("error", 100, "escaped")
 
 
+@pytest.mark.slow
 async def test_latency_switches(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     svc.faults.task_delay = 0.2
     job_id = await submit(http)
@@ -384,6 +393,7 @@ async def test_latency_switches(svc: LocalComputeService, http: httpx.AsyncClien
     assert rule.applied == 1
 
 
+@pytest.mark.slow
 async def test_block_jobs_until_opened(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     rule = svc.faults.block_jobs(count=1)
     job_id = await submit(http)
@@ -395,6 +405,7 @@ async def test_block_jobs_until_opened(svc: LocalComputeService, http: httpx.Asy
     _ = await wait_status(http, job_id, "completed")
 
 
+@pytest.mark.slow
 async def test_drop_events(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     rule = svc.faults.drop_events("completed", count=1)
     async with subscribe(svc.mqtt_url, EVENTS) as sub:
@@ -414,6 +425,7 @@ async def test_drop_events(svc: LocalComputeService, http: httpx.AsyncClient) ->
     assert (only_job.applied, everything.applied) == (0, 2)
 
 
+@pytest.mark.slow
 async def test_duplicate_events(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     _ = svc.faults.duplicate_events("processing", copies=2)
     async with subscribe(svc.mqtt_url, EVENTS) as sub:
@@ -428,6 +440,7 @@ async def test_duplicate_events(svc: LocalComputeService, http: httpx.AsyncClien
     ]
 
 
+@pytest.mark.slow
 async def test_reorder_events(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     _ = svc.faults.reorder_events("processing", count=1)
     async with subscribe(svc.mqtt_url, EVENTS) as sub:
@@ -462,6 +475,7 @@ def _ads(sub: Subscriber, worker_id: str) -> list[MqttMessage]:
     return sub.on_topic(f"inference/workers/{worker_id}")
 
 
+@pytest.mark.slow
 async def test_capability_messages_around_jobs(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:
@@ -483,6 +497,7 @@ async def test_capability_messages_around_jobs(
     assert idle[:3] == [1, 0, 1]
 
 
+@pytest.mark.slow
 async def test_heartbeat_and_per_poll_announcements() -> None:
     options = {"heartbeat_interval": 0.05, "worker_id_key": "worker_id", "workers": {"hb": ["x"]}}
     async with make_service(**options) as svc, subscribe(svc.mqtt_url, WORKERS) as sub:
@@ -544,6 +559,7 @@ async def test_graceful_stop_clears_retained_message(
         _ = await svc.add_worker("w1")
 
 
+@pytest.mark.slow
 async def test_kill_leaves_stale_worker_and_stuck_job(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:
@@ -581,6 +597,7 @@ async def test_exit_publishes_empty_retained_payloads() -> None:
         assert list(broker.retained) == ["inference/workers/k"]
 
 
+@pytest.mark.slow
 async def test_workers_by_capability(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     await svc.stop_worker("w1")
     job_id = await submit(http)
@@ -606,6 +623,7 @@ async def test_missing_task_fails_the_job(
     assert body["error_message"] == "No task registered for 'generic'"
 
 
+@pytest.mark.slow
 async def test_broker_restart_and_outage() -> None:
     # Restarts the broker, so always on an embedded one (also when the suite targets mosquitto).
     async with (
@@ -641,6 +659,7 @@ async def _restart_and_outage(svc: LocalComputeService, http: httpx.AsyncClient)
     await eventually(delivered)
 
 
+@pytest.mark.slow
 async def test_reannounce_on_reconnect() -> None:
     async with make_service(mqtt_url=None, reannounce_on_reconnect=True) as svc:
         assert svc.broker is not None
@@ -656,6 +675,7 @@ async def test_reannounce_on_reconnect() -> None:
 # -- delete, download, admin ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_delete_job(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     job_id = await submit(http)
     _ = await wait_status(http, job_id, "completed")
@@ -669,6 +689,7 @@ async def test_delete_job(svc: LocalComputeService, http: httpx.AsyncClient) -> 
     assert len(svc.published_events) == count
 
 
+@pytest.mark.slow
 async def test_delete_while_processing_publishes_nothing_more(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:
@@ -685,6 +706,7 @@ async def test_delete_while_processing_publishes_nothing_more(
     assert [e.event_type for e in svc.published_events] == ["queued", "processing"]
 
 
+@pytest.mark.slow
 async def test_download_checks(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     name = "my pic é.txt"
     job_id = await submit(http, b"0123456789", name)
@@ -722,6 +744,7 @@ async def test_download_checks(svc: LocalComputeService, http: httpx.AsyncClient
     assert response.json() == {"detail": f"Job directory not found for job {job_id}"}
 
 
+@pytest.mark.slow
 async def test_admin_storage_and_cleanup(svc: LocalComputeService, http: httpx.AsyncClient) -> None:
     old = await submit(http, b"x" * 100)
     new = await submit(http, b"y" * 10)
@@ -757,6 +780,7 @@ async def test_admin_pref_routes_only_when_asked(http: httpx.AsyncClient) -> Non
     assert (await http.get("/admin/config")).status_code == 200
 
 
+@pytest.mark.slow
 async def test_admin_config_and_pref() -> None:
     async with (
         make_service(admin_pref=True) as svc,
@@ -938,6 +962,7 @@ async def test_link_keeps_messages_that_could_not_be_sent() -> None:
     assert (link.pending, conn.sent) == (0, [b"kept while down", b"failed once", b"third"])
 
 
+@pytest.mark.slow
 async def test_deleted_job_failing_with_error_event(
     svc: LocalComputeService, http: httpx.AsyncClient
 ) -> None:

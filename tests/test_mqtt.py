@@ -32,8 +32,6 @@ from cl_client._mqtt_wire import MalformedPacketError, PacketSocket
 
 from .mosquitto import Mosquitto, find_mosquitto, free_port, running_mosquitto
 
-pytestmark = pytest.mark.anyio
-
 Backend = Literal["aiomqtt", "paho"]
 
 needs_mosquitto = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
@@ -399,6 +397,7 @@ async def test_subscription_qos_caps_delivery(mqtt_url: str, backend: Backend, t
     assert message.qos == 0
 
 
+@pytest.mark.slow
 async def test_many_messages_arrive_in_order(mqtt_url: str, backend: Backend, topic: str) -> None:
     count = 300
     async with connect(mqtt_url, backend) as sub, connect(mqtt_url, backend) as pub:
@@ -494,6 +493,7 @@ async def test_client_id_is_used(mqtt_url: str, backend: Backend, topic: str) ->
         assert (await receive(conn)).payload == b"ok"
 
 
+@pytest.mark.slow
 async def test_keepalive_pings_keep_an_idle_connection(
     mqtt_url: str, backend: Backend, topic: str
 ) -> None:
@@ -616,6 +616,7 @@ async def test_unresolvable_host(backend: Backend) -> None:
             pass  # pragma: no cover
 
 
+@pytest.mark.slow
 async def test_connect_timeout_without_connack(backend: Backend) -> None:
     async with fake_broker(silent) as broker:
         leaks = Leaks()
@@ -713,6 +714,7 @@ async def test_pending_calls_fail_when_the_connection_drops(
     assert sorted(failures) == ["publish", "subscribe"]
 
 
+@pytest.mark.slow
 async def test_keepalive_detects_a_dead_network(
     mqtt_url: str, backend: Backend, topic: str
 ) -> None:
@@ -731,6 +733,7 @@ async def test_connection_reset(mqtt_url: str, backend: Backend, topic: str) -> 
     assert str(error).startswith(f"connection to {proxy.url} lost")
 
 
+@pytest.mark.slow
 async def test_stalled_network_then_recovery(mqtt_url: str, backend: Backend, topic: str) -> None:
     """Writes that must wait for the socket, a burst of reads, calls cancelled while stalled."""
     big = os.urandom(16 * 1024 * 1024)
@@ -793,6 +796,7 @@ async def pending_connect_url() -> AsyncGenerator[str]:
                 filler.close()
 
 
+@pytest.mark.slow
 async def test_tcp_connect_timeout_and_cancel(backend: Backend) -> None:
     async with pending_connect_url() as url:
         leaks = Leaks()
@@ -1100,6 +1104,7 @@ async def test_tls_untrusted_certificate(
     await leaks.check()
 
 
+@pytest.mark.slow
 async def test_tls_handshake_timeout_and_cancel(backend: Backend) -> None:
     async with fake_broker(silent) as broker:
         url = broker.url.replace("mqtt://", "mqtts://")

@@ -338,6 +338,7 @@ def test_thumbnail_rejects_text_and_bad_sizes(tmp_path: Path) -> None:
             _ = TASKS["media_thumbnail"](job.ctx)
 
 
+@pytest.mark.slow
 def test_thumbnail_of_video(tmp_path: Path, video: Path | None) -> None:
     if video is None:  # the missing-ffmpeg path has its own test below
         pytest.fail(FFMPEG_NEEDED)
@@ -639,6 +640,7 @@ def test_exif_value_conversion() -> None:
 # ----------------------------------------------------------------------------------------- hls
 
 
+@pytest.mark.slow
 def test_hls_streaming(tmp_path: Path, video: Path | None) -> None:
     variants: list[JsonValue] = [
         {"resolution": 144, "bitrate": 200},
@@ -792,7 +794,7 @@ def response_json(response: httpx.Response) -> JsonValue:
 UPLOAD = {"file": ("photo one.jpg", b"\xff\xd8\xff fake", "image/jpeg")}
 
 
-@pytest.mark.anyio
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("task", "form", "params"),
     [
@@ -911,7 +913,7 @@ async def test_routes_store_params(
     assert list(got.params) == list(params)
 
 
-@pytest.mark.anyio
+@pytest.mark.slow
 @pytest.mark.parametrize("task", PLUGIN_NAMES)
 async def test_routes_require_file_and_default_priority(routes: Routes, task: str) -> None:
     response = await routes.client.post(f"/jobs/{task}", data={"format": "png"})
@@ -926,7 +928,7 @@ async def test_routes_require_file_and_default_priority(routes: Routes, task: st
     assert routes.submitted[0].priority == 5
 
 
-@pytest.mark.anyio
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("task", "form", "error"),
     [
@@ -1022,7 +1024,7 @@ async def test_routes_validation_errors(
     assert routes.submitted == []
 
 
-@pytest.mark.anyio
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "variants",
     [
@@ -1046,7 +1048,7 @@ async def test_hls_bad_variants_are_plain_500(routes: Routes, variants: str) -> 
     assert routes.submitted == []
 
 
-@pytest.mark.anyio
+@pytest.mark.slow
 @pytest.mark.parametrize("task", PLUGIN_NAMES)
 async def test_empty_filename_is_plain_500(routes: Routes, task: str) -> None:
     body = (
@@ -1062,7 +1064,6 @@ async def test_empty_filename_is_plain_500(routes: Routes, task: str) -> None:
     assert routes.submitted == []
 
 
-@pytest.mark.anyio
 async def test_router_paths_and_json_body(routes: Routes) -> None:
     app = FastAPI()
     app.include_router(plugin_router(_never))

@@ -23,8 +23,6 @@ from tests.media import EXIF_FIELDS
 from tests.plugin_target import PluginTarget
 from tests.plugins_real_server import NEEDS_REAL_SERVER, real_server, target_kinds
 
-pytestmark = pytest.mark.anyio
-
 WAIT_TIMEOUT = 60.0
 
 
@@ -85,7 +83,8 @@ class Follow:
         return done
 
 
-@pytest.fixture(params=["callback", "wait"])
+# The "wait" twin of every test is in the slow tier; the fast subset follows jobs by callback.
+@pytest.fixture(params=["callback", pytest.param("wait", marks=pytest.mark.slow)])
 def follow(request: pytest.FixtureRequest) -> Follow:
     mode: str = request.param  # pyright: ignore[reportAny]
     return Follow(mode)
@@ -163,6 +162,7 @@ async def test_face_embedding(target: PluginTarget, follow: Follow) -> None:
     check_embedding(result, 512, job.job_id)
 
 
+@pytest.mark.slow
 async def test_embedding_one_call(target: PluginTarget) -> None:
     await target.require("clip_embedding")
     result = await target.client.clip_embedding.run(
@@ -195,6 +195,7 @@ async def test_hash(target: PluginTarget, follow: Follow) -> None:
     assert result.media_type == "image"
 
 
+@pytest.mark.slow
 async def test_hash_sha512_one_call(target: PluginTarget) -> None:
     await target.require("hash")
     text = target.text()
@@ -384,6 +385,7 @@ def referenced_files(playlist: Path) -> list[Path]:
     return found
 
 
+@pytest.mark.slow
 async def test_hls_streaming(target: PluginTarget, follow: Follow, tmp_path: Path) -> None:
     await target.require("hls_streaming")
     # Small variants for the local service; the server's defaults (720p, 480p) for a real one.
@@ -409,6 +411,7 @@ async def test_hls_streaming(target: PluginTarget, follow: Follow, tmp_path: Pat
     assert all(path.is_file() and path.stat().st_size > 0 for path in result.files)
 
 
+@pytest.mark.slow
 async def test_hls_streaming_with_original_one_call(target: PluginTarget, tmp_path: Path) -> None:
     await target.require("hls_streaming")
     result = await target.client.hls_streaming.run(

@@ -55,8 +55,6 @@ from tests.media import make_face_jpeg, make_jpeg, make_text, make_video
 from tests.plugin_target import open_target
 from tests.util import wait_until
 
-pytestmark = pytest.mark.anyio
-
 
 @pytest.fixture
 async def client(local_compute: LocalComputeService) -> AsyncIterator[ComputeClient]:
@@ -303,6 +301,7 @@ async def test_server_errors_become_typed_errors_with_the_servers_detail(
     assert not (tmp_path / "gone.jpg").exists()
 
 
+@pytest.mark.slow
 async def test_existing_download_targets_are_kept_unless_overwrite(
     client: ComputeClient, tmp_path: Path, image: Path
 ) -> None:
@@ -339,6 +338,7 @@ async def test_existing_download_targets_are_kept_unless_overwrite(
         await client.read_job_file(faces.job.job_id, "../../etc/passwd")
 
 
+@pytest.mark.slow
 async def test_unfinished_foreign_and_failed_jobs(
     client: ComputeClient, local_compute: LocalComputeService, image: Path
 ) -> None:
@@ -543,6 +543,7 @@ async def test_one_upload_field_mapping_and_images_without_faces(
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow
 async def test_targets_check_worker_capabilities_and_delete_their_jobs(
     request: pytest.FixtureRequest,
     tmp_path: Path,

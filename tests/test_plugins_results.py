@@ -56,8 +56,6 @@ from cl_client.plugins._results import (
     parse_payload,
 )
 
-pytestmark = pytest.mark.anyio
-
 
 def npy_bytes(array: npt.NDArray[np.generic], version: tuple[int, int] | None = None) -> bytes:
     buffer = io.BytesIO()

@@ -1,7 +1,7 @@
 """Workflow scripts in the parallel pattern: every callback registered, every job submitted at
 once, every completion awaited, every typed result checked, every job deleted.
 
-Plus the runnable example (``examples/image_workflow.py``) against the local compute service.
+Plus the runnable examples (``examples/*.py``) against the local compute service.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from PIL import Image
 from cl_client import JobNotFoundError, JobResponse, JobUpdate
 from cl_client.plugins import HlsVariant, JobCompletions, gather_parallel
 from tests.plugin_target import PluginTarget
-
-pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +62,7 @@ async def delete_all(target: PluginTarget, jobs: list[JobResponse]) -> None:
             await target.client.get_job(job.job_id)
 
 
+@pytest.mark.slow
 async def test_image_pipeline(target: PluginTarget, tmp_path: Path) -> None:
     """exif, thumbnail, clip embedding and hash for three images, all at once."""
     await target.require("exif", "media_thumbnail", "clip_embedding", "hash")
@@ -112,6 +111,7 @@ async def test_image_pipeline(target: PluginTarget, tmp_path: Path) -> None:
     await delete_all(target, jobs)
 
 
+@pytest.mark.slow
 async def test_video_pipeline(target: PluginTarget, tmp_path: Path) -> None:
     """HLS and a thumbnail of one video, at once."""
     await target.require("hls_streaming", "media_thumbnail")
@@ -153,22 +153,64 @@ async def test_video_pipeline(target: PluginTarget, tmp_path: Path) -> None:
     await delete_all(target, jobs)
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_example_image_workflow_runs_on_a_fresh_machine(backend: str, tmp_path: Path) -> None:
-    """``uv run python examples/image_workflow.py`` with no server: it starts its own."""
+EXAMPLES = (
+    [
+        pytest.param(
+            "image_workflow.py",
+            backend,
+            ["Done: 4 succeeded, 0 failed", "clip 512-d (norm 1.000)"],
+            id=f"image_workflow-{backend}",
+        )
+        for backend in ("asyncio", "trio")
+    ]
+    + [
+        pytest.param(
+            "video_workflow.py",
+            backend,
+            ["HLS: adaptive.m3u8 with 2 variant playlist(s)", "Thumbnail: poster.jpg"],
+            id=f"video_workflow-{backend}",
+        )
+        for backend in ("asyncio", "trio")
+    ]
+    + [
+        pytest.param(
+            "callbacks.py", backend, ["Done: 4 succeeded, 0 failed"], id=f"callbacks-{backend}"
+        )
+        for backend in ("asyncio", "trio")
+    ]
+    + [
+        pytest.param(
+            "trio_watch.py",
+            "trio",
+            ["failed: simulated failure", "Done: 2 completed, 1 failed, every watch ended"],
+            id="trio_watch-trio",
+        )
+    ]
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("script", "backend", "expected"), EXAMPLES)
+def test_examples_run_on_a_fresh_machine(
+    script: str, backend: str, expected: list[str], tmp_path: Path
+) -> None:
+    """``uv run python examples/<script>`` with no server: each starts its own local service."""
     env = {k: v for k, v in os.environ.items() if k not in ("COMPUTE_URL", "MQTT_URL")}
     env["CL_CLIENT_BACKEND"] = backend
-    out = tmp_path / "thumbs"
+    args = [sys.executable, str(ROOT / "examples" / script)]
+    out = tmp_path / "out"
+    if script == "image_workflow.py":
+        args += ["--out", str(out)]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "image_workflow.py"), "--out", str(out)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+        args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Done: 4 succeeded, 0 failed" in result.stdout
-    assert "clip 512-d (norm 1.000)" in result.stdout
-    assert len(list(out.glob("*_thumb.jpg"))) == 4
+    for line in expected:
+        assert line in result.stdout, result.stdout
+    if script == "image_workflow.py":
+        assert len(list(out.glob("*_thumb.jpg"))) == 4
+
+
+def test_every_example_is_run_by_the_test_above() -> None:
+    scripts = {str(param.values[0]) for param in EXAMPLES}
+    assert scripts == {path.name for path in (ROOT / "examples").glob("*.py")}
