@@ -20,6 +20,16 @@ pytest_plugins = ["cl_client.testing.pytest_plugin", "tests.plugins_real_server"
 EXTERNAL_MQTT_URL = os.environ.get("CL_CLIENT_TEST_MQTT_URL") or None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The coverage gate (``--cov-fail-under`` in pyproject.toml) judges the whole suite. A run
+    narrowed with ``-m`` or ``-k``, such as the fast subset (``-m "not slow"``), still reports
+    coverage but is not failed for covering less than the whole suite does."""
+    narrowed = bool(config.getoption("markexpr", "")) or bool(config.getoption("keyword", ""))
+    options: object = getattr(config.pluginmanager.getplugin("_cov"), "options", None)
+    if narrowed and getattr(options, "cov_fail_under", None):
+        setattr(options, "cov_fail_under", 0)  # noqa: B010
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     param: str = request.param  # pyright: ignore[reportAny]

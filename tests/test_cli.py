@@ -23,8 +23,6 @@ from cl_client.testing import LocalAuthService, LocalComputeService
 from tests.cli_util import cli, cli_process, service_args, subprocess_env
 from tests.media import make_jpeg
 
-pytestmark = pytest.mark.anyio
-
 
 def _images(directory: Path, count: int) -> list[Path]:
     return [make_jpeg(directory / f"img{i}.jpg", (48 + i, 32)) for i in range(count)]
@@ -41,6 +39,7 @@ def _dead_port() -> int:
 # ----------------------------------------------------------------------------- exit codes
 
 
+@pytest.mark.slow
 async def test_exit_1_when_a_job_fails_and_the_others_go_on(
     local_compute: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -58,6 +57,7 @@ async def test_exit_1_when_a_job_fails_and_the_others_go_on(
     assert "1 failed" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 async def test_exit_1_and_the_job_kept_on_timeout(
     local_compute: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -147,6 +147,7 @@ async def test_exit_3_when_the_service_is_down(tmp_path: Path) -> None:
     assert verbose.code == ExitCode.UNAVAILABLE and "Traceback" in verbose.stderr
 
 
+@pytest.mark.slow
 async def test_exit_3_when_the_broker_is_down(
     local_compute: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -328,6 +329,7 @@ print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)
 """
 
 
+@pytest.mark.slow
 async def test_help_imports_nothing_heavy() -> None:
     argvs = [
         ["--help"],
@@ -345,6 +347,7 @@ async def test_help_imports_nothing_heavy() -> None:
     assert b"Usage: cl-client" in done.stdout
 
 
+@pytest.mark.slow
 async def test_shell_completion() -> None:
     result = await cli_process(
         env={

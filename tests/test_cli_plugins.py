@@ -19,8 +19,6 @@ from cl_client.testing import LocalComputeService
 from tests.cli_util import CliResult, cli, service_args
 from tests.media import make_face_jpeg, make_jpeg, make_png, make_video
 
-pytestmark = pytest.mark.anyio
-
 
 def _result(record: dict[str, object]) -> dict[str, object]:
     value = record["result"]
@@ -59,6 +57,7 @@ def _assert_deleted(svc: LocalComputeService, record: dict[str, object]) -> None
 # ----------------------------------------------------------------------------- one input
 
 
+@pytest.mark.slow
 async def test_hash_one_input(local_compute: LocalComputeService, tmp_path: Path) -> None:
     image = make_jpeg(tmp_path / "in" / "photo.jpg", (96, 64))
     _, record = await _plugin(
@@ -79,6 +78,7 @@ async def test_hash_one_input(local_compute: LocalComputeService, tmp_path: Path
     _assert_deleted(local_compute, record)
 
 
+@pytest.mark.slow
 async def test_exif_one_input(local_compute: LocalComputeService, tmp_path: Path) -> None:
     image = make_jpeg(tmp_path / "photo.jpg", (96, 64))
     result, record = await _plugin(
@@ -96,6 +96,7 @@ async def test_exif_one_input(local_compute: LocalComputeService, tmp_path: Path
     assert "no --output" not in result.stderr  # the result is the metadata itself
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("group", "dim", "suffix"),
     [("clip_embedding", 512, "clip"), ("dino-embedding", 384, "dino")],
@@ -117,6 +118,7 @@ async def test_image_embedding_one_input(
     assert parse_npy(target.read_bytes()).tolist() == pytest.approx(expected.tolist())
 
 
+@pytest.mark.slow
 async def test_face_embedding_one_input(local_compute: LocalComputeService, tmp_path: Path) -> None:
     face = make_face_jpeg(tmp_path / "face.jpg", 1, (112, 112))
     _, record = await _plugin(local_compute, "face_embedding", "embed", face, "--no-normalize")
@@ -130,6 +132,7 @@ async def test_face_embedding_one_input(local_compute: LocalComputeService, tmp_
     assert "vector" not in fields
 
 
+@pytest.mark.slow
 async def test_face_detection_one_input(local_compute: LocalComputeService, tmp_path: Path) -> None:
     image = make_face_jpeg(tmp_path / "group.jpg", 2, (320, 160))
     target = tmp_path / "out" / "faces.json"
@@ -158,6 +161,7 @@ async def test_face_detection_one_input(local_compute: LocalComputeService, tmp_
             assert img.format == "PNG"
 
 
+@pytest.mark.slow
 async def test_media_thumbnail_one_input(
     local_compute: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -172,6 +176,7 @@ async def test_media_thumbnail_one_input(
     assert _result(record) == {"media_type": "image", "bytes": target.stat().st_size}
 
 
+@pytest.mark.slow
 async def test_image_conversion_one_input(
     local_compute: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -216,6 +221,7 @@ def _assert_bundle(directory: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 async def test_hls_streaming_one_input(local_compute: LocalComputeService, tmp_path: Path) -> None:
     video = make_video(tmp_path / "clip.mp4", seconds=1, size=(160, 120))
     assert video is not None, "ffmpeg is needed for the test video"
@@ -271,6 +277,7 @@ MANY: list[tuple[list[str], Make, Callable[[str], str]]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "make", "name"), MANY, ids=[m[0][0] for m in MANY])
 async def test_every_plugin_on_many_inputs(
     local_compute: LocalComputeService,

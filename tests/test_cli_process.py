@@ -26,8 +26,6 @@ from tests.cli_util import cli_process, service_args, subprocess_env
 from tests.media import make_jpeg
 from tests.util import wait_until
 
-pytestmark = pytest.mark.anyio
-
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -43,6 +41,7 @@ async def _read_all(stream: ByteReceiveStream | None) -> str:
     return b"".join(chunks).decode()
 
 
+@pytest.mark.slow
 async def test_json_for_scripts_on_either_backend(
     local_compute: LocalComputeService, tmp_path: Path, anyio_backend: str
 ) -> None:
@@ -62,6 +61,7 @@ async def test_json_for_scripts_on_either_backend(
     assert "3 input(s): 3 completed" in result.stderr
 
 
+@pytest.mark.slow
 async def test_local_in_a_subprocess(tmp_path: Path, anyio_backend: str) -> None:
     (image,) = _images(tmp_path, 1)
     result = await cli_process(
@@ -75,6 +75,7 @@ def _remaining(svc: LocalComputeService) -> set[str]:
     return set(svc.state.jobs)
 
 
+@pytest.mark.slow
 async def test_ctrl_c_mid_batch_leaves_no_partial_file_and_names_running_jobs(
     local_compute_factory: Callable[..., LocalComputeService], tmp_path: Path, anyio_backend: str
 ) -> None:
@@ -137,6 +138,7 @@ def _set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+@pytest.mark.slow
 async def test_live_display_under_a_terminal_ends_in_the_summary(
     local_compute: LocalComputeService, tmp_path: Path, anyio_backend: str
 ) -> None:

@@ -337,6 +337,7 @@ async def test_stale_worker_is_aged_out(local_compute_factory: Factory) -> None:
             assert "w-a" not in later.workers
 
 
+@pytest.mark.slow
 async def test_graceful_worker_stop_and_wait_for_workers(local_compute_factory: Factory) -> None:
     async with (
         local_compute_factory(tasks={"generic": generic_task}, workers={"w1": ["generic"]}) as svc,
@@ -452,6 +453,7 @@ async def test_watch_of_unknown_job_fails_with_not_found(svc: LocalComputeServic
     assert info.value.job_id == "no-such-job"
 
 
+@pytest.mark.slow
 async def test_polling_path(svc: LocalComputeService, upload: Path) -> None:
     async with client_for(svc) as client:
         job = await client.wait_for_job(
@@ -471,6 +473,7 @@ async def test_polling_path(svc: LocalComputeService, upload: Path) -> None:
         svc.faults.clear()
 
 
+@pytest.mark.slow
 async def test_http_only_mode_watches_by_polling(svc: LocalComputeService, upload: Path) -> None:
     async with client_for(svc, mqtt_enabled=False, poll_interval=0.05) as client:
         assert not client.mqtt_connected

@@ -558,6 +558,7 @@ async def test_body_exception_propagates_unwrapped(mqtt_url: str, backend: Backe
     await leaks.check()
 
 
+@pytest.mark.slow
 async def test_cancelled_while_reading(mqtt_url: str, backend: Backend, topic: str) -> None:
     leaks = Leaks()
     with anyio.move_on_after(0.2) as scope:
@@ -693,6 +694,7 @@ async def test_connection_lost_mid_stream(mqtt_url: str, backend: Backend, topic
             await anext(conn.messages())
 
 
+@pytest.mark.slow
 async def test_pending_calls_fail_when_the_connection_drops(
     mqtt_url: str, backend: Backend, topic: str
 ) -> None:
@@ -836,6 +838,7 @@ async def test_cancel_racing_connack(backend: Backend, topic: str) -> None:
             await leaks.check()
 
 
+@pytest.mark.slow
 @needs_mosquitto
 async def test_broker_killed_mid_stream(backend: Backend, topic: str) -> None:
     with running_mosquitto() as broker:

@@ -29,8 +29,6 @@ from cl_client.testing import JobRecord, LocalComputeService, generic_task
 
 from .util import wait_until
 
-pytestmark = pytest.mark.anyio
-
 Factory = Callable[..., LocalComputeService]
 
 
@@ -61,6 +59,7 @@ def reads_between(svc: LocalComputeService, start: float, end: float) -> list[st
     return [job_id for at, job_id in svc.job_reads if start <= at < end]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mqtt_enabled", [True, False], ids=["mqtt", "polling"])
 async def test_budget_is_respected_with_5000_watched_queued_jobs(
     svc: LocalComputeService, mqtt_enabled: bool
@@ -90,6 +89,7 @@ async def test_budget_is_respected_with_5000_watched_queued_jobs(
             await watch.aclose()
 
 
+@pytest.mark.slow
 async def test_requests_in_flight_stay_within_reconcile_concurrency(
     svc: LocalComputeService,
 ) -> None:
@@ -130,6 +130,7 @@ async def test_silent_failure_ends_the_watch(
     assert 1 <= len(reads) <= (2 if announce else 30)
 
 
+@pytest.mark.slow
 async def test_job_whose_processing_event_was_dropped_still_ends(
     svc: LocalComputeService, upload: Path
 ) -> None:
@@ -150,6 +151,7 @@ async def test_job_whose_processing_event_was_dropped_still_ends(
     assert "processing" not in [u.status for u in completed_updates]
 
 
+@pytest.mark.slow
 async def test_after_a_broker_restart_every_watched_job_is_checked_once(
     local_compute_factory: Factory, upload: Path
 ) -> None:
@@ -185,6 +187,7 @@ async def test_after_a_broker_restart_every_watched_job_is_checked_once(
         assert finals == ["completed"] * 4
 
 
+@pytest.mark.slow
 async def test_a_slow_answer_for_one_job_does_not_delay_another(
     svc: LocalComputeService, upload: Path
 ) -> None:
@@ -231,6 +234,7 @@ class Sink:
         self.errors.append(error)
 
 
+@pytest.mark.slow
 async def test_each_check_fails_alone_and_is_retried(caplog: pytest.LogCaptureFixture) -> None:
     hub = JobHub()
     settings = ClientSettings(reconcile_interval=0.2)

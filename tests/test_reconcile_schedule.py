@@ -168,6 +168,7 @@ def test_news_during_a_check_triggers_one_more_check() -> None:
     assert drain(schedule, 61) == [] and drain(schedule, 61.3) == ["p"]
 
 
+@pytest.mark.slow
 def test_budget_spaces_checks_and_limits_those_in_flight() -> None:
     hub, schedule = make(reconcile_rate=20, reconcile_concurrency=3)
     for i in range(5000):
