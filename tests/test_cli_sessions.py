@@ -18,8 +18,6 @@ from cl_client.testing import LocalAuthService, LocalComputeService
 from tests.cli_util import CliResult, cli, cli_process, service_args
 from tests.media import make_jpeg
 
-pytestmark = pytest.mark.anyio
-
 ADMIN_PW = "admin-Pa55word"
 ALICE_PW = "alice-Sup3r-secret"
 
