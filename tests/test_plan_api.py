@@ -33,8 +33,6 @@ from cl_client.testing import LocalComputeService
 from tests.media import make_jpeg
 from tests.plugin_target import PluginTarget
 
-pytestmark = pytest.mark.anyio
-
 TIMEOUT = 60.0
 
 
