@@ -292,7 +292,7 @@ async def test_closing_with_many_open_subscriptions_logs_one_line(
 ) -> None:
     seen: list[str] = []
     async with client_for(svc) as client:
-        svc.faults.block_jobs()
+        svc.pause_workers()  # the job stays queued
         created = await client.submit("generic", upload)
         for _ in range(10_000):
             client.subscribe_job_updates(
@@ -303,7 +303,7 @@ async def test_closing_with_many_open_subscriptions_logs_one_line(
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="cl_client"):
             await client.aclose()
-    svc.faults.clear()
+    svc.resume_workers()
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(lines) == 1, [r.getMessage() for r in lines]
     assert "10000 open subscription" in lines[0].getMessage()

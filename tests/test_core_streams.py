@@ -22,10 +22,12 @@ from cl_client import (
     WorkerInfo,
     WorkerWatch,
 )
-from cl_client._callbacks import CallbackSubscription
+from cl_client._callbacks import CallbackRunner, CallbackSubscription
 from cl_client._hub import JobHub
 from cl_client._mailbox import Mailbox, MailboxSink
 from cl_client._workers import WorkerRegistry
+
+from .util import wait_until
 
 
 def upd(status: str, progress: int = 0, job_id: str = "j") -> JobUpdate:
@@ -468,3 +470,60 @@ async def test_subscription_statistics() -> None:
     assert subs[0].active and subs[0].statistics().pending == 0  # drained, still subscribed
     subs[0].cancel()
     assert not subs[0].active and hub.subscriber_count() == 0
+
+
+async def test_the_runner_calls_sync_callbacks_inline_and_hands_async_ones_to_a_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = JobHub()
+    runner = CallbackRunner()
+    calls: list[str] = []
+    completed: list[JobResponse] = []
+
+    def sync_progress(update: JobUpdate) -> None:
+        calls.append(f"sync {update.status}")
+        if update.progress == 13:
+            raise RuntimeError("sync bug")
+
+    async def async_progress(update: JobUpdate) -> None:
+        await anyio.lowlevel.checkpoint()
+        calls.append(f"async {update.status}")
+        if update.progress == 13:
+            raise RuntimeError("async bug")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runner.run)
+        spawner = Spawner(tg)
+        for job_id, callback in (("a", sync_progress), ("b", async_progress)):
+            hub.add(
+                job_id,
+                CallbackSubscription(
+                    job_id,
+                    job_id,
+                    on_progress=callback,
+                    on_complete=completed.append,
+                    spawn=spawner,
+                    resolve=resolve,
+                    finished=lambda s: hub.remove(s.job_id, s),
+                    schedule=runner.schedule,
+                ),
+                now=0,
+            )
+        with caplog.at_level(logging.ERROR, logger="cl_client"):
+            for job_id in ("a", "b"):
+                hub.publish(upd("processing", 13, job_id), now=0)
+            await anyio.sleep(0.05)
+            assert spawner.spawned == 1  # only the async callback needed a task
+            for job_id in ("a", "b"):
+                hub.publish(upd("completed", 100, job_id), now=0)
+            await wait_until(lambda: len(completed) == 2)
+        tg.cancel_scope.cancel()
+    assert sorted(calls) == [
+        "async completed",
+        "async processing",
+        "sync completed",
+        "sync processing",
+    ]
+    assert "sync bug" in caplog.text and "async bug" in caplog.text
+    assert sorted(job.job_id for job in completed) == ["a", "b"]
+    assert hub.subscriber_count() == 0

@@ -19,7 +19,7 @@ import anyio.abc
 import httpx
 
 from ._backoff import Backoff
-from ._callbacks import CallbackSubscription, OnComplete, OnProgress
+from ._callbacks import CallbackRunner, CallbackSubscription, OnComplete, OnProgress
 from ._errors import (
     ClClientError,
     ClientClosedError,
@@ -166,6 +166,7 @@ class ComputeClient(PluginAccess):
         self._hub = JobHub(settings.job_cache_size)
         self._registry = WorkerRegistry(settings.worker_ttl)
         self._subscriptions: dict[str, CallbackSubscription] = {}
+        self._callbacks = CallbackRunner()
         self._schedule = ReconcileSchedule(
             self._hub,
             SchedulePolicy.from_settings(settings),
@@ -244,6 +245,7 @@ class ComputeClient(PluginAccess):
                 on_check=self._count_check,
             )
             self._tg.start_soon(reconciler.run)
+            self._tg.start_soon(self._callbacks.run, name="cl-client callbacks")
             if self.settings.mqtt_enabled:
                 self._tg.start_soon(self._age_workers_loop)
         except BaseException as exc:
@@ -592,6 +594,7 @@ class ComputeClient(PluginAccess):
             resolve=self._final_job,
             finished=self._subscription_finished,
             max_pending=self.settings.callback_queue_size,
+            schedule=self._schedule_callbacks,
         )
         self._subscriptions[subscription_id] = subscription
         self._hub.add(job_id, subscription, anyio.current_time())
@@ -609,6 +612,10 @@ class ComputeClient(PluginAccess):
     def _subscription_finished(self, subscription: CallbackSubscription) -> None:
         self._subscriptions.pop(subscription.subscription_id, None)
         self._hub.remove(subscription.job_id, subscription)
+
+    def _schedule_callbacks(self, subscription: CallbackSubscription) -> None:
+        if self._state == "open":
+            self._callbacks.schedule(subscription)
 
     def _start_task(self, fn: Callable[[], Coroutine[object, object, None]]) -> None:
         if self._tg is not None and self._state == "open":
