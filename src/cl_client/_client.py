@@ -12,11 +12,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Literal, Self, Unpack
+from typing import TYPE_CHECKING, Literal, Self, Unpack
 
 import anyio
 import anyio.abc
-import httpx
 
 from ._backoff import Backoff
 from ._callbacks import CallbackRunner, CallbackSubscription, OnComplete, OnProgress
@@ -32,7 +31,6 @@ from ._errors import (
     WorkerUnavailableError,
 )
 from ._groups import unwrap_group
-from ._http import ComputeHttp, FileArg, FormValue, safe_join
 from ._hub import JobHub
 from ._models import (
     CapabilitiesResponse,
@@ -53,6 +51,13 @@ from ._watch import JobWatch
 from ._workers import WorkerRegistry, WorkerWatch
 from .auth import AuthProvider, NoAuthProvider
 from .plugins._access import PluginAccess
+
+if TYPE_CHECKING:
+    # httpx and the HTTP layer load when a client is entered (a script that only imports the
+    # library, or a CLI's --help, does not pay for them)
+    import httpx
+
+    from ._http import ComputeHttp, FileArg, FormValue
 
 __all__ = ["ClientStatistics", "ComputeClient"]
 
@@ -227,10 +232,14 @@ class ComputeClient(PluginAccess):
         try:
             http = self._external_http
             if http is None:
+                import httpx
+
                 timeout = httpx.Timeout(
                     self.settings.http_timeout, connect=self.settings.connect_timeout
                 )
                 http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
+            from ._http import ComputeHttp
+
             self._http_layer = ComputeHttp(self.settings, self.auth, http)
             if self._check_server:
                 self._server_info = await self._http_layer.server_info()
@@ -520,6 +529,8 @@ class ComputeClient(PluginAccess):
         if os.fspath(dest).endswith(("/", os.sep)):  # "out/": a directory, created if needed
             await anyio.Path(target).mkdir(parents=True, exist_ok=True)
         if await anyio.Path(target).is_dir():
+            from ._http import safe_join
+
             target = safe_join(target, PurePosixPath(file_path.strip("/")).name)
         return await self._http.download(job_id, file_path, target, overwrite=overwrite)
 
@@ -536,6 +547,8 @@ class ComputeClient(PluginAccess):
         A path that would land outside ``directory`` is refused before anything is fetched.
         """
         root = Path(directory)
+        from ._http import safe_join
+
         targets = [(path, safe_join(root, path)) for path in file_paths]
         return [
             await self._http.download(job_id, path, target, overwrite=overwrite)

@@ -30,10 +30,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
-import httpx
 from pydantic import JsonValue
 
 if TYPE_CHECKING:
+    import httpx
+
     from ._models import JobResponse
 
 __all__ = [

@@ -40,8 +40,9 @@ class JobStatus(StrEnum):
 
 
 class _Model(BaseModel):
+    # defer_build: validators are built on first use, not when the module is imported
     model_config: ClassVar[ConfigDict] = ConfigDict(
-        extra="allow", frozen=True, populate_by_name=True
+        extra="allow", frozen=True, populate_by_name=True, defer_build=True
     )
 
 

@@ -1,12 +1,51 @@
 """Authentication: providers, the auth-service client and a session manager."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, cast
+
 from .._public import set_public_module as _set_public_module
-from ._client import AuthClient
-from ._jwt import decode_claims
-from ._models import PublicKey, Token, TokenClaims, User
-from ._providers import AuthProvider, JWTAuthProvider, NoAuthProvider, TokenSource
-from ._session import SessionManager
-from ._settings import SessionSettings
+
+if TYPE_CHECKING:
+    from ._client import AuthClient
+    from ._jwt import decode_claims
+    from ._models import PublicKey, Token, TokenClaims, User
+    from ._providers import AuthProvider, JWTAuthProvider, NoAuthProvider, TokenSource
+    from ._session import SessionManager
+    from ._settings import SessionSettings
+
+# public name -> the module that defines it, imported on first use (PEP 562): building a
+# ComputeClient does not load every plugin, result model and the auth service's client
+_LAZY: dict[str, str] = {
+    "AuthClient": "._client",
+    "AuthProvider": "._providers",
+    "JWTAuthProvider": "._providers",
+    "NoAuthProvider": "._providers",
+    "PublicKey": "._models",
+    "SessionManager": "._session",
+    "SessionSettings": "._settings",
+    "Token": "._models",
+    "TokenClaims": "._models",
+    "TokenSource": "._providers",
+    "User": "._models",
+    "decode_claims": "._jwt",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = cast(object, getattr(importlib.import_module(module, __name__), name))
+    _set_public_module({name: value}, [name], __name__)
+    globals()[name] = value  # the next access is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AuthClient",
@@ -22,5 +61,3 @@ __all__ = [
     "User",
     "decode_claims",
 ]
-
-_set_public_module(globals(), __all__, __name__)

@@ -13,33 +13,92 @@ JobResponse), ``result(job, ...)`` for the typed result of a completed job, and 
 the one-call form.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, cast
+
 from .._public import set_public_module as _set_public_module
-from ._clip_embedding import ClipEmbeddingPlugin
-from ._dino_embedding import DinoEmbeddingPlugin
-from ._exif import ExifPlugin
-from ._face_detection import FaceDetectionPlugin
-from ._face_embedding import FaceEmbeddingPlugin
-from ._hash import HashAlgorithm, HashPlugin
-from ._hls_streaming import HlsStreamingPlugin, HlsVariant, VariantSpec
-from ._image_conversion import ImageConversionPlugin, ImageFormat
-from ._media_thumbnail import MediaThumbnailPlugin
-from ._parallel import JobCompletions, Outcome, ParallelResults, gather_parallel, run_parallel
-from ._results import (
-    BoundingBox,
-    ConversionResult,
-    DetectedFace,
-    EmbeddingResult,
-    ExifMetadata,
-    ExifResult,
-    FaceDetectionResult,
-    FaceLandmarks,
-    HashResult,
-    HlsResult,
-    NpyArray,
-    ThumbnailResult,
-    numpy_available,
-    parse_npy,
-)
+
+if TYPE_CHECKING:
+    from ._clip_embedding import ClipEmbeddingPlugin
+    from ._dino_embedding import DinoEmbeddingPlugin
+    from ._exif import ExifPlugin
+    from ._face_detection import FaceDetectionPlugin
+    from ._face_embedding import FaceEmbeddingPlugin
+    from ._hash import HashAlgorithm, HashPlugin
+    from ._hls_streaming import HlsStreamingPlugin, HlsVariant, VariantSpec
+    from ._image_conversion import ImageConversionPlugin, ImageFormat
+    from ._media_thumbnail import MediaThumbnailPlugin
+    from ._parallel import JobCompletions, Outcome, ParallelResults, gather_parallel, run_parallel
+    from ._results import (
+        BoundingBox,
+        ConversionResult,
+        DetectedFace,
+        EmbeddingResult,
+        ExifMetadata,
+        ExifResult,
+        FaceDetectionResult,
+        FaceLandmarks,
+        HashResult,
+        HlsResult,
+        NpyArray,
+        ThumbnailResult,
+        numpy_available,
+        parse_npy,
+    )
+
+# public name -> the module that defines it, imported on first use (PEP 562): building a
+# ComputeClient does not load every plugin, result model and the auth service's client
+_LAZY: dict[str, str] = {
+    "BoundingBox": "._results",
+    "ClipEmbeddingPlugin": "._clip_embedding",
+    "ConversionResult": "._results",
+    "DetectedFace": "._results",
+    "DinoEmbeddingPlugin": "._dino_embedding",
+    "EmbeddingResult": "._results",
+    "ExifMetadata": "._results",
+    "ExifPlugin": "._exif",
+    "ExifResult": "._results",
+    "FaceDetectionPlugin": "._face_detection",
+    "FaceDetectionResult": "._results",
+    "FaceEmbeddingPlugin": "._face_embedding",
+    "FaceLandmarks": "._results",
+    "HashAlgorithm": "._hash",
+    "HashPlugin": "._hash",
+    "HashResult": "._results",
+    "HlsResult": "._results",
+    "HlsStreamingPlugin": "._hls_streaming",
+    "HlsVariant": "._hls_streaming",
+    "ImageConversionPlugin": "._image_conversion",
+    "ImageFormat": "._image_conversion",
+    "JobCompletions": "._parallel",
+    "MediaThumbnailPlugin": "._media_thumbnail",
+    "NpyArray": "._results",
+    "Outcome": "._parallel",
+    "ParallelResults": "._parallel",
+    "ThumbnailResult": "._results",
+    "VariantSpec": "._hls_streaming",
+    "gather_parallel": "._parallel",
+    "numpy_available": "._results",
+    "parse_npy": "._results",
+    "run_parallel": "._parallel",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = cast(object, getattr(importlib.import_module(module, __name__), name))
+    _set_public_module({name: value}, [name], __name__)
+    globals()[name] = value  # the next access is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "BoundingBox",
@@ -75,5 +134,3 @@ __all__ = [
     "parse_npy",
     "run_parallel",
 ]
-
-_set_public_module(globals(), __all__, __name__)
