@@ -36,6 +36,7 @@ from typing import IO, TYPE_CHECKING, Final, TextIO, cast
 import anyio
 import anyio.abc
 
+from .._groups import unwrap_group
 from ._command import DEFAULTS, CliError, ExitCode, Invocation, RootOptions
 
 if TYPE_CHECKING:
@@ -672,7 +673,7 @@ async def execute(inv: Invocation, *, handle_signals: bool) -> ExitCode:
                             code = await work(app)
                 tg.cancel_scope.cancel()
         except Exception as exc:
-            error = _unwrap(exc)
+            error = unwrap_group(exc)
             code, message = describe_error(error)
             if app.verbose:
                 logger.error("%s failed", inv.command or "cl-client", exc_info=error)
@@ -680,17 +681,6 @@ async def execute(inv: Invocation, *, handle_signals: bool) -> ExitCode:
         if app.interrupted:
             code = ExitCode.OK if inv.ends_on_interrupt else ExitCode.INTERRUPTED
     return code
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The one error inside (nested) single-error exception groups."""
-    current: BaseException = exc
-    while isinstance(current, BaseExceptionGroup):
-        members = cast(tuple[BaseException, ...], current.exceptions)
-        if len(members) != 1:
-            return cast(BaseException, current)
-        current = members[0]
-    return current
 
 
 def run_main(inv: Invocation, args: Sequence[str]) -> int:

@@ -22,12 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self, Unpack, cast
+from typing import TYPE_CHECKING, Literal, Self, Unpack
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._errors import MqttError, ParameterError
+from .._groups import unwrap_group
 from .._mqtt import MqttConnection, MqttMessage, connect_mqtt
 from .._settings import (
     ClientSettings,
@@ -267,8 +268,8 @@ class LocalComputeService:
             try:
                 _ = await stack.__aexit__(type(exc), exc, exc.__traceback__)
             except BaseException as cleanup_error:
-                raise _unwrap(cleanup_error) from None
-            raise _unwrap(exc) from None
+                raise unwrap_group(cleanup_error) from None
+            raise unwrap_group(exc) from None
         return self
 
     async def _start(self, stack: AsyncExitStack) -> None:
@@ -347,7 +348,7 @@ class LocalComputeService:
         try:
             _ = await stack.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            raise _unwrap(group) from None
+            raise unwrap_group(group) from None
 
     async def _shutdown(self) -> None:
         """Stop workers gracefully (empty retained payloads), then drop the broker link."""
@@ -586,14 +587,3 @@ class LocalComputeService:
     async def release_held_events(self) -> None:
         """Publish the events a ``faults.reorder_events`` switch still holds."""
         await self._require_state().release_held_events()
-
-
-def _unwrap(error: BaseException) -> BaseException:
-    """The one real error inside (nested) single-exception groups, else ``error`` itself."""
-    current: BaseException = error
-    while isinstance(current, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", current)
-        if len(group.exceptions) != 1:
-            return group
-        current = group.exceptions[0]
-    return current
