@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Mapping
 
 import anyio
 import pytest
@@ -20,6 +21,7 @@ from cl_client.auth import (
     User,
     decode_claims,
 )
+from cl_client.auth._providers import IDEMPOTENT_METHODS, send_with_retry
 
 
 def _b64(data: bytes) -> str:
@@ -231,3 +233,69 @@ async def test_each_task_reports_its_own_token() -> None:
         second_go.set()
     assert sent == {"first": "Bearer a", "second": "Bearer b"}
     assert source.rejected == ["a", "b"]
+
+
+class _CountingProvider:
+    """Hands out numbered tokens; says a retry may succeed while ``renew`` is True."""
+
+    def __init__(self, *, renew: bool) -> None:
+        self.renew = renew
+        self.tokens = 0
+        self.unauthorized = 0
+
+    async def get_headers(self) -> dict[str, str]:
+        self.tokens += 1
+        return {"Authorization": f"Bearer t{self.tokens}"}
+
+    async def handle_unauthorized(self) -> bool:
+        self.unauthorized += 1
+        return self.renew
+
+
+async def _run_retry(
+    method: str, provider: AuthProvider | None, statuses: list[int]
+) -> tuple[int, list[dict[str, str]]]:
+    sent: list[dict[str, str]] = []
+
+    async def send(headers: Mapping[str, str]) -> int:
+        sent.append(dict(headers))
+        return statuses[len(sent) - 1]
+
+    result = await send_with_retry(method, provider, send, lambda status: status)
+    return result, sent
+
+
+@pytest.mark.parametrize("method", sorted(IDEMPOTENT_METHODS))
+async def test_send_with_retry_retries_an_idempotent_401_once_with_fresh_headers(
+    method: str,
+) -> None:
+    provider = _CountingProvider(renew=True)
+    assert await _run_retry(method, provider, [401, 200]) == (
+        200,
+        [{"Authorization": "Bearer t1"}, {"Authorization": "Bearer t2"}],
+    )
+    provider = _CountingProvider(renew=True)
+    result, sent = await _run_retry(method, provider, [401, 401, 200])
+    assert (result, len(sent), provider.unauthorized) == (401, 2, 1)  # at most one retry
+
+
+@pytest.mark.parametrize("statuses", [[200], [403], [500]])
+async def test_send_with_retry_sends_once_unless_refused(statuses: list[int]) -> None:
+    provider = _CountingProvider(renew=True)
+    result, sent = await _run_retry("GET", provider, statuses)
+    assert (result, sent, provider.unauthorized) == (
+        statuses[0],
+        [{"Authorization": "Bearer t1"}],
+        0,
+    )
+
+
+async def test_send_with_retry_never_repeats_a_post_or_a_declined_retry() -> None:
+    post = _CountingProvider(renew=True)
+    assert await _run_retry("POST", post, [401, 200]) == (401, [{"Authorization": "Bearer t1"}])
+    assert post.unauthorized == 0
+    assert {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"} == IDEMPOTENT_METHODS
+    declined = _CountingProvider(renew=False)
+    assert await _run_retry("GET", declined, [401, 200]) == (401, [{"Authorization": "Bearer t1"}])
+    assert declined.unauthorized == 1
+    assert await _run_retry("GET", None, [401, 200]) == (401, [{}])  # no provider: no headers

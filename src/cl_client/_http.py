@@ -35,6 +35,7 @@ from ._models import (
 )
 from ._settings import ClientSettings
 from .auth import AuthProvider
+from .auth._providers import send_with_retry
 
 __all__ = ["ComputeHttp", "FileArg", "FormValue", "safe_join"]
 
@@ -44,7 +45,6 @@ FileArg: TypeAlias = str | os.PathLike[str]
 """A local file to upload: a ``str`` or a ``pathlib.Path`` (any ``os.PathLike[str]``)."""
 FormValue: TypeAlias = str | int | float | bool | None
 """A form field value: sent as text (booleans as ``true``/``false``); None leaves it out."""
-_IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
 _CHUNK = 64 * 1024
 M = TypeVar("M", bound=BaseModel)
 
@@ -99,11 +99,14 @@ class ComputeHttp:
         files: Mapping[str, tuple[str, BinaryIO]] | None = None,
         stream: bool = False,
     ) -> httpx.Response:
-        """Send a request with auth headers; map errors. With ``stream``, the caller closes it."""
+        """Send a request with auth headers; map errors. With ``stream``, the caller closes it.
+
+        A 401 on an idempotent request asks the auth provider and is retried once
+        (:func:`~cl_client.auth._providers.send_with_retry`).
+        """
         url = f"{self.settings.compute_url}{path}"
-        retried = False
-        while True:
-            headers = await self.auth.get_headers()
+
+        async def attempt(headers: Mapping[str, str]) -> httpx.Response:
             request = self.client.build_request(
                 method, url, params=params, data=data, files=files, headers=headers
             )
@@ -114,26 +117,17 @@ class ComputeHttp:
                     f"{method} {url} failed: {type(exc).__name__}: {exc or 'no detail'} "
                     f"(is the compute service running at {self.settings.compute_url}?)"
                 ) from exc
-            if response.status_code < 400:
-                if not stream:
-                    try:
-                        await response.aread()
-                    finally:
-                        await response.aclose()
-                return response
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-            if (
-                response.status_code == 401
-                and not retried
-                and method in _IDEMPOTENT
-                and await self.auth.handle_unauthorized()
-            ):
-                retried = True
-                continue
-            raise error_from_response(response)
+            if response.status_code >= 400 or not stream:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+            return response
+
+        response = await send_with_retry(method, self.auth, attempt, lambda r: r.status_code)
+        if response.status_code < 400:
+            return response
+        raise error_from_response(response)
 
     async def get_model(self, model: type[M], path: str, **kw: str | int) -> M:
         response = await self.send("GET", path, params=kw or None)

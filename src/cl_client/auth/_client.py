@@ -22,14 +22,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .._errors import ParameterError, ProtocolError, TransportError, error_from_response
 from ._models import PublicKey, Token, User
-from ._providers import AuthProvider
+from ._providers import AuthProvider, send_with_retry
 from ._settings import SessionSettings
 
 __all__ = ["AuthClient"]
 
 _M = TypeVar("_M", bound=BaseModel)
 _USERS = TypeAdapter(list[User])
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
 def _bool(value: bool) -> str:
@@ -130,22 +129,16 @@ class AuthClient:
         data: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
     ) -> httpx.Response:
-        headers: dict[str, str] = {}
-        provider = self.auth if authorized and token is None else None
+        fixed: dict[str, str] = {}
         if token is not None:
             value = token.access_token if isinstance(token, Token) else token
-            headers["Authorization"] = f"Bearer {value}"
-        elif provider is not None:
-            headers.update(await provider.get_headers())
-        response = await self._send(method, path, headers, data, params)
-        if (
-            response.status_code == 401
-            and provider is not None
-            and method in _IDEMPOTENT
-            and await provider.handle_unauthorized()
-        ):
-            headers.update(await provider.get_headers())
-            response = await self._send(method, path, headers, data, params)
+            fixed["Authorization"] = f"Bearer {value}"
+        provider = self.auth if authorized and token is None else None
+
+        async def attempt(headers: Mapping[str, str]) -> httpx.Response:
+            return await self._send(method, path, {**fixed, **headers}, data, params)
+
+        response = await send_with_retry(method, provider, attempt, lambda r: r.status_code)
         if response.is_error:
             raise error_from_response(response)
         return response

@@ -5,17 +5,35 @@
 * ``JWTAuthProvider(session=...)``: a token kept valid by a token source (a SessionManager):
   refreshed before it expires, one refresh shared by all concurrent requests, and renewed once
   after a 401 on an idempotent request.
+
+``send_with_retry`` is the one loop every authorised request goes through (compute's and the
+auth service's): headers, send, and after a 401 on an idempotent method ask the provider and
+retry at most once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from .._errors import SessionExpiredError
 from ._models import Token
 
-__all__ = ["AuthProvider", "JWTAuthProvider", "NoAuthProvider", "TokenSource"]
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "AuthProvider",
+    "JWTAuthProvider",
+    "NoAuthProvider",
+    "TokenSource",
+    "send_with_retry",
+]
+
+_R = TypeVar("_R")
+
+IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+"""The methods retried after a 401: the idempotent ones of RFC 9110 §9.2.2 that we send (never
+POST: a refused submission is reported, not repeated)."""
 
 
 @runtime_checkable
@@ -58,6 +76,30 @@ class NoAuthProvider:
 
     def __repr__(self) -> str:
         return "NoAuthProvider()"
+
+
+async def send_with_retry(
+    method: str,
+    provider: AuthProvider | None,
+    send: Callable[[Mapping[str, str]], Awaitable[_R]],
+    status: Callable[[_R], int],
+) -> _R:
+    """``send(headers)`` with the provider's headers; after a 401 to an idempotent method, if
+    ``provider.handle_unauthorized()`` says a retry may succeed, once more with fresh headers.
+
+    Without a provider, ``send({})`` once. ``status`` reads the status code of what ``send``
+    returns; the caller maps error statuses (including a second 401) to errors.
+    """
+    if provider is None:
+        return await send({})
+    result = await send(await provider.get_headers())
+    if (
+        status(result) == 401
+        and method in IDEMPOTENT_METHODS
+        and await provider.handle_unauthorized()
+    ):
+        result = await send(await provider.get_headers())
+    return result
 
 
 # The token the current task last sent, per provider: handle_unauthorized() runs in the task
