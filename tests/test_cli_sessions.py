@@ -134,6 +134,7 @@ async def test_login_from_the_environment(
     assert ALICE_PW not in _token_file().read_text()
 
 
+@pytest.mark.slow
 async def test_the_token_is_refreshed_across_a_long_command(
     compute: LocalComputeService, auth: LocalAuthService, tmp_path: Path
 ) -> None:
@@ -246,6 +247,7 @@ async def test_guest_mode_needs_no_login(
     assert result.code == 0, result
 
 
+@pytest.mark.slow
 async def test_login_and_whoami_as_processes(
     compute: LocalComputeService, auth: LocalAuthService, anyio_backend: str
 ) -> None:
@@ -268,6 +270,7 @@ async def _login_admin(base: list[str]) -> None:
     assert login.code == 0, login
 
 
+@pytest.mark.slow
 async def test_user_commands_send_what_they_say(
     compute: LocalComputeService, auth: LocalAuthService
 ) -> None:

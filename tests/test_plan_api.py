@@ -36,6 +36,7 @@ from tests.plugin_target import PluginTarget
 TIMEOUT = 60.0
 
 
+@pytest.mark.slow
 async def test_plan_parallel_image_workflow(target: PluginTarget) -> None:
     """The plan's ``test_complete_image_analysis``: register every callback with its
     submission, submit everything, wait for every callback, check, clean up."""
