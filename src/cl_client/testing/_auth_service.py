@@ -25,7 +25,8 @@ class LocalAuthService:
 
     ES256 keys are made when the service object is created; the admin user (``is_admin``,
     permissions ``["*"]``) exists from the start. ``token_lifetime`` is in seconds (the real
-    default is 30 minutes) and may be changed while the service runs.
+    default is 30 minutes) and may be changed while the service runs. ``port`` 0 (the default)
+    picks a free port.
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class LocalAuthService:
         admin_password: str = "admin",
         token_lifetime: float = 1800.0,
         host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.state: AuthServiceState = AuthServiceState(
             admin_username=admin_username,
@@ -43,6 +45,7 @@ class LocalAuthService:
         )
         self.admin_username = admin_username
         self._host = host
+        self._port = port
         self._url: str | None = None
         self._stack: AsyncExitStack | None = None
 
@@ -110,7 +113,7 @@ class LocalAuthService:
         stack = AsyncExitStack()
         try:
             self._url = await stack.enter_async_context(
-                serve_asgi(create_auth_app(self.state), host=self._host)
+                serve_asgi(create_auth_app(self.state), host=self._host, port=self._port)
             )
         except BaseException:
             await stack.aclose()
