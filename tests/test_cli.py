@@ -334,7 +334,13 @@ async def test_help_imports_nothing_heavy() -> None:
     argvs = [
         ["--help"],
         ["--version"],
-        *([group, "--help"] for group in ("hash", "exif", "clip_embedding", "hls_streaming")),
+        *(
+            [group, "--help"]
+            for group in ("hash", "exif", "clip_embedding", "hls_streaming", "job", "workers")
+        ),
+        ["server", "cleanup", "--help"],
+        ["local", "serve", "--help"],
+        ["job", "download", "--help"],
         ["face_detection", "detect", "--help"],
         ["media_thumbnail", "generate", "--help"],
         ["image_conversion", "convert", "-h"],

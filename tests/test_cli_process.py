@@ -138,32 +138,15 @@ def _set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-@pytest.mark.slow
-async def test_live_display_under_a_terminal_ends_in_the_summary(
-    local_compute: LocalComputeService, tmp_path: Path, anyio_backend: str
-) -> None:
-    _images(tmp_path / "in", 6)
-    local_compute.faults.delay_jobs(0.3)
+async def _in_terminal(args: list[str]) -> tuple[int, str]:
+    """Run ``python -m cl_client args`` under a pseudo-terminal (120x40); its exit code and
+    everything the terminal received."""
     master, slave = pty.openpty()
     _set_size(slave, 40, 120)
-    command = [
-        sys.executable,
-        "-m",
-        "cl_client",
-        *service_args(local_compute),
-        "--backend",
-        anyio_backend,
-        "hash",
-        "compute",
-        os.fspath(tmp_path / "in"),
-        "-a",
-        "md5",
-        "-j",
-        "3",
-    ]
     env = subprocess_env({"TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
     for name in ("NO_COLOR", "FORCE_COLOR", "TERM_PROGRAM"):
         env.pop(name, None)
+    command = [sys.executable, "-m", "cl_client", *args]
     process = await anyio.open_process(command, stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     chunks: list[bytes] = []
@@ -185,7 +168,29 @@ async def test_live_display_under_a_terminal_ends_in_the_summary(
     finally:
         os.close(master)
         await process.aclose()
-    raw = b"".join(chunks).decode(errors="replace")
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+async def test_live_display_under_a_terminal_ends_in_the_summary(
+    local_compute: LocalComputeService, tmp_path: Path, anyio_backend: str
+) -> None:
+    _images(tmp_path / "in", 6)
+    local_compute.faults.delay_jobs(0.3)
+    code, raw = await _in_terminal(
+        [
+            *service_args(local_compute),
+            "--backend",
+            anyio_backend,
+            "hash",
+            "compute",
+            os.fspath(tmp_path / "in"),
+            "-a",
+            "md5",
+            "-j",
+            "3",
+        ]
+    )
     assert code == 0, raw
     assert "\x1b[?25l" in raw and "\x1b[2K" in raw, "a live display was drawn (and redrawn)"
     text = _ANSI.sub("", raw)
@@ -197,3 +202,26 @@ async def test_live_display_under_a_terminal_ends_in_the_summary(
     assert text.index("Status", table) < text.index("completed", table)
     assert re.search(r"6 input\(s\): 6 completed in [\d.]+ s\s*$", text), text[-300:]
     assert text.count("img0") >= 6  # every input is in the summary table
+
+
+@pytest.mark.slow
+async def test_job_watch_under_a_terminal(
+    local_compute: LocalComputeService, tmp_path: Path, anyio_backend: str
+) -> None:
+    images = _images(tmp_path, 2)
+    local_compute.faults.delay_jobs(0.5)
+    submitted = await cli_process(
+        *service_args(local_compute), "hash", "compute", *images, "--no-wait"
+    )
+    ids = submitted.stdout.split()
+    assert len(ids) == 2, submitted
+    code, raw = await _in_terminal(
+        [*service_args(local_compute), "--backend", anyio_backend, "job", "watch", *ids]
+    )
+    assert code == 0, raw
+    assert "\x1b[?25l" in raw, "a live table was drawn"
+    text = _ANSI.sub("", raw)
+    final = text.rindex("Job")
+    for job_id in ids:
+        assert job_id in text[final:]
+    assert text[final:].count("completed") == 2

@@ -72,6 +72,10 @@ _OTHER_GROUPS: dict[str, LazyCommand] = {
     "user": LazyCommand(
         "._users", "group", "User administration (admin): create, list, get, update, delete"
     ),
+    "job": LazyCommand("._job", "group", "Follow, fetch, download and delete jobs by id"),
+    "local": LazyCommand("._local", "group", "Run the local compute service (no server needed)"),
+    "server": LazyCommand("._server", "group", "Server health, auth mode, storage and cleanup"),
+    "workers": LazyCommand("._workers", "group", "List, watch and wait for workers"),
 }
 
 

@@ -22,7 +22,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -38,7 +39,7 @@ from ._plugin import BatchOptions, ItemResult, PluginTask
 if TYPE_CHECKING:
     from cl_client import ComputeClient, JobResponse, JobUpdate
 
-__all__ = ["Item", "ItemOutcome", "expand_inputs", "plan_items", "run_batch"]
+__all__ = ["Item", "ItemOutcome", "expand_inputs", "plan_items", "run_batch", "staged"]
 
 Status = Literal["completed", "failed", "timeout", "skipped", "submitted", "interrupted"]
 
@@ -198,10 +199,6 @@ def plan_items(task: PluginTask, options: BatchOptions) -> list[Item]:
 # ------------------------------------------------------------------------------------ engine
 
 
-def _make_staging(directory: Path, name: str) -> str:
-    return tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=directory.resolve())
-
-
 def _publish(staging: Path, directory: Path, overwrite: bool) -> None:
     """Move everything in ``staging`` into ``directory`` (replacing only with ``overwrite``)."""
     for entry in sorted(staging.iterdir()):
@@ -214,6 +211,33 @@ def _publish(staging: Path, directory: Path, overwrite: bool) -> None:
             else:
                 dest.unlink()
         os.replace(entry, dest)
+
+
+@asynccontextmanager
+async def staged(directory: Path, *, overwrite: bool) -> AsyncGenerator[Path]:
+    """An empty hidden directory inside ``directory`` (created if needed) to download into.
+
+    When the block ends normally, its contents are moved into ``directory``; in any case it is
+    removed, so an interrupted download leaves no partial file. The path is absolute, so the
+    paths the library returns (some resolve their directory) map back with ``relative_to``.
+    """
+    await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        await anyio.to_thread.run_sync(
+            lambda: tempfile.mkdtemp(
+                prefix=".cl-client-", suffix=".partial", dir=directory.resolve()
+            )
+        )
+    )
+    try:
+        yield staging
+        # Once the files are moved into place the outcome must be reported: no cancellation
+        # between here and the report (deleting the job is shielded too).
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_publish, staging, directory, overwrite)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
 
 
 class _Runner:
@@ -315,21 +339,10 @@ class _Runner:
         target = item.target
         if target is None:
             return await self.task.collect(self.client, job, None)
-        directory = target.parent
-        await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
-        # Absolute, so the paths the library returns (some resolve their directory) map back.
-        staging = Path(await anyio.to_thread.run_sync(_make_staging, directory, target.name))
-        try:
+        async with staged(target.parent, overwrite=self.options.overwrite) as staging:
             result = await self.task.collect(self.client, job, staging / target.name)
-            # Once the files are moved into place the outcome must be reported: no cancellation
-            # between here and the report (the job's deletion is shielded too).
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_publish, staging, directory, self.options.overwrite)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
         return replace(
-            result, outputs=[directory / path.relative_to(staging) for path in result.outputs]
+            result, outputs=[target.parent / path.relative_to(staging) for path in result.outputs]
         )
 
     async def _delete(self, job_id: str) -> None:

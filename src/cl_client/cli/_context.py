@@ -58,9 +58,8 @@ __all__ = [
 
 logger = logging.getLogger("cl_client.cli")
 
-LOCAL_EXTRA_HINT: Final = (
-    "--local needs the local compute service, which comes with the 'local' extra: "
-    "pip install 'cl-client[local]'"
+LOCAL_EXTRA_HINT_TEXT: Final = (
+    "the local compute service comes with the 'local' extra: pip install 'cl-client[local]'"
 )
 
 
@@ -270,13 +269,14 @@ class App:
         self._local_urls: tuple[str, str] | None = None
         self._scopes: list[anyio.CancelScope] = []
         self._on_interrupt: list[Callable[[], None]] = []
+        self._interrupted = anyio.Event()
 
     @property
     def verbose(self) -> bool:
         return self.settings.verbose > 0
 
     # -- the client ---------------------------------------------------------------------------
-    async def client_settings(self, **overrides: object) -> object:
+    async def client_settings(self, **overrides: object) -> dict[str, object]:
         """Keyword arguments for ClientSettings: URLs (the local service's with ``--local``)."""
         compute_url, mqtt_url = await self._urls()
         return {
@@ -298,7 +298,7 @@ class App:
         try:
             from cl_client.testing import LocalComputeService
         except ImportError as exc:
-            raise CliError(f"{LOCAL_EXTRA_HINT} ({exc})", ExitCode.USAGE) from None
+            raise CliError(f"--local: {LOCAL_EXTRA_HINT_TEXT} ({exc})", ExitCode.USAGE) from None
         workers = max(1, min(4, os.cpu_count() or 1))
         service = await self.stack.enter_async_context(LocalComputeService(workers=workers))
         self.output.info(f"local compute service at {service.compute_url} ({workers} workers)")
@@ -316,9 +316,14 @@ class App:
             finally:
                 self._scopes.remove(scope)
 
+    async def wait_interrupted(self) -> None:
+        """Return when Ctrl-C (or SIGTERM) arrives: for commands that run until stopped."""
+        await self._interrupted.wait()
+
     def interrupt(self) -> None:
         """Stop the command as Ctrl-C does."""
         self.interrupted = True
+        self._interrupted.set()
         for callback in list(self._on_interrupt):
             callback()
         for scope in self._scopes:
@@ -410,17 +415,23 @@ class App:
         return stored
 
     @asynccontextmanager
-    async def open_client(self, *, check_server: bool = True) -> AsyncGenerator[ComputeClient]:
+    async def open_client(
+        self, *, mqtt: bool = True, check_server: bool = True, login_required: bool = True
+    ) -> AsyncGenerator[ComputeClient]:
         """A connected ComputeClient, closed when the block ends.
 
+        ``mqtt=False``: HTTP only, for commands that follow nothing (``job get``, ``server``).
         Fails with exit code 3 when the compute service or the broker cannot be reached, or
-        when the service needs credentials and none were given.
+        (unless ``login_required=False``) when the service needs credentials and none were
+        given.
         """
         from cl_client import ClientSettings, ComputeClient, TransportError
 
         async with AsyncExitStack() as stack:
             auth = await self._auth(stack)
             values = await self.client_settings()
+            if not mqtt:
+                values["mqtt_enabled"] = False
             try:
                 settings = ClientSettings.model_validate(values)
             except ValueError as exc:
@@ -430,7 +441,8 @@ class App:
                 await stack.enter_async_context(client)
             except TransportError as exc:
                 raise CliError(_unreachable(exc, settings.mqtt.url), ExitCode.UNAVAILABLE) from exc
-            if client.server is not None and client.server.auth_required and auth is None:
+            server = client.server
+            if login_required and server is not None and server.auth_required and auth is None:
                 raise CliError(
                     f"the compute service at {settings.compute_url} requires a login (guest "
                     "mode is off): run 'cl-client login' (or pass --username)",

@@ -15,10 +15,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import anyio
+import anyio.abc
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.live import Live
+
+    from cl_client import JobResponse, JobUpdate
 
     from ._batch import Item, ItemOutcome
     from ._context import App
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchDisplay",
+    "JobsDisplay",
     "LineDisplay",
     "LiveDisplay",
     "make_display",
@@ -315,3 +319,89 @@ def totals_line(app: App, outcomes: Sequence[ItemOutcome], elapsed: float) -> No
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     parts = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing done"
     app.output.info(f"{len(outcomes)} input(s): {parts} in {elapsed:.1f} s")
+
+
+class JobsDisplay:
+    """``job watch``: a live table of jobs on a terminal (stderr), a final table on stdout."""
+
+    def __init__(self, app: App, job_ids: Sequence[str]) -> None:
+        self._app = app
+        self._states: dict[str, tuple[str, int, str]] = dict.fromkeys(job_ids, ("waiting", 0, ""))
+        self._started = time.monotonic()
+        self._live: Live | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def update(self, update: JobUpdate) -> None:
+        task = update.job.task_type if update.job is not None else ""
+        _, _, known = self._states.get(update.job_id, ("", 0, ""))
+        self._states[update.job_id] = (update.status, update.progress, task or known)
+
+    def missing(self, job_id: str) -> None:
+        self._states[job_id] = ("not found", 0, "")
+
+    async def __aenter__(self) -> Self:
+        out = self._app.output
+        if out.live and not out.json:
+            from rich.live import Live
+
+            self._live = Live(self, console=out.err_console, auto_refresh=False, transient=True)
+            self._live.start()
+            self._tg = await anyio.create_task_group().__aenter__()
+            self._tg.start_soon(self._refresh)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tg, live = self._tg, self._live
+        self._tg = self._live = None
+        if tg is not None:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+        if live is not None:
+            live.stop()
+
+    async def _refresh(self) -> None:
+        while True:
+            if self._live is not None:
+                self._live.refresh()
+            await anyio.sleep(0.1)
+
+    def __rich__(self) -> RenderableType:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table.grid(padding=(0, 2))
+        for job_id, (status, progress, task) in self._states.items():
+            table.add_row(
+                Text(job_id),
+                Text(task or "", style="dim"),
+                Text(status, style=_STATUS_STYLE.get(status, _state_style(status))),
+                Text(f"{progress}%", style="dim"),
+            )
+        table.add_row(Text(_clock(time.monotonic() - self._started), style="dim"))
+        return table
+
+    def print_final(self, jobs: Sequence[JobResponse | None]) -> None:
+        """The jobs as they ended (stdout)."""
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for column in ("Job", "Task", "Status", "Error"):
+            table.add_column(column, overflow="fold")
+        for job in jobs:
+            if job is None:
+                continue
+            table.add_row(
+                job.job_id,
+                job.task_type,
+                Text(job.status, style="red" if job.is_failed else "green"),
+                job.error_message or "",
+            )
+        if table.row_count:
+            self._app.output.console.print(table)
