@@ -9,9 +9,14 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import httpx
 import pytest
-from pydantic import ValidationError
 
-from cl_client import AuthenticationError, ClientSettings, SessionExpiredError, TransportError
+from cl_client import (
+    AuthenticationError,
+    ClientSettings,
+    ParameterError,
+    SessionExpiredError,
+    TransportError,
+)
 from cl_client.auth import JWTAuthProvider, SessionManager, SessionSettings, Token
 from cl_client.testing import LocalAuthService
 
@@ -407,11 +412,11 @@ def test_settings_repr_hides_broker_credentials() -> None:
 
 
 def test_settings_reject_bad_urls() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ParameterError, match="auth_url: the URL must be http"):
         SessionSettings(auth_url="localhost:8000")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ParameterError, match="mqtt_url: unsupported MQTT URL scheme"):
         SessionSettings(mqtt_url="http://broker")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ParameterError, match="refresh_margin"):
         SessionSettings(refresh_margin=-1)
 
 

@@ -606,6 +606,20 @@ async def test_malformed_packet_closes_only_that_client(
     assert broker.stats.protocol_errors == 1
 
 
+async def test_a_packet_over_max_packet_size_closes_only_that_client() -> None:
+    # The announced length is refused before the body is read: nobody can make the broker
+    # buffer 256 MiB per connection.
+    async with EmbeddedBroker(max_packet_size=4096) as broker:
+        async with raw_client(broker) as bystander, raw_client(broker) as bad:
+            await bystander.subscribe(("t", 0))
+            await bad.send(b"\x30" + _encode_length(200 * 1024 * 1024) + b"\x00\x01t")
+            await bad.expect_closed()
+            async with raw_client(broker) as pub:
+                await pub.publish("t", b"x" * 4000)
+            assert (await bystander.recv_publish()).payload == b"x" * 4000
+        assert broker.stats.protocol_errors == 1
+
+
 @pytest.mark.parametrize("data", MALFORMED_CONNECT.values(), ids=MALFORMED_CONNECT.keys())
 async def test_malformed_connect(broker: EmbeddedBroker, data: bytes) -> None:
     client = await RawClient.open(broker.port)

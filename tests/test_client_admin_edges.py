@@ -102,21 +102,23 @@ async def test_paho_backend_on_any_loop(svc: LocalComputeService, upload: Path) 
     assert job.status == "completed"
 
 
-async def test_final_job_falls_back_when_the_job_vanishes(
+async def test_on_complete_is_not_called_when_the_job_vanishes(
     svc: LocalComputeService, upload: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # on_complete delivers only a JobResponse whose HTTP status is terminal: an MQTT terminal
+    # event that the server cannot confirm (the job is gone) is logged, never delivered.
     async with ComputeClient(svc.settings()) as client:
         svc.faults.block_jobs()
         created = await client.submit("generic", upload)
         finals: list[JobResponse] = []
         client.subscribe_job_updates(created.job_id, on_complete=finals.append)
-        await svc.publish_event(created.job_id, "completed", progress=100)
         # The job is gone before the client can fetch its final state.
         svc.state.jobs.pop(created.job_id, None)
         with caplog.at_level(logging.WARNING, logger="cl_client"):
-            await wait_until(lambda: bool(finals))
-        assert finals[0].status == "completed" and finals[0].task_output is None
-        assert "could not fetch the final state" in caplog.text
+            await svc.publish_event(created.job_id, "completed", progress=100)
+            await wait_until(lambda: "could not be confirmed" in caplog.text)
+        assert finals == []
+        assert "404" in caplog.text
         svc.faults.clear()
 
 

@@ -35,10 +35,8 @@ from cl_client._hub import JobHub
 from cl_client._payloads import decode_job_event, decode_job_status, decode_worker, topic_tail
 
 
-def upd(status: str, progress: int = 0, job_id: str = "j1", **kw: object) -> JobUpdate:
-    return JobUpdate.model_validate(
-        {"job_id": job_id, "status": status, "progress": progress, **kw}
-    )
+def upd(status: str, progress: int = 0, job_id: str = "j1") -> JobUpdate:
+    return JobUpdate(job_id, status, progress)
 
 
 # -- lifecycle -------------------------------------------------------------------------------

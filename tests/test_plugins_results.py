@@ -112,18 +112,46 @@ def raw_npy(header: str, data: bytes = b"", major: int = 1) -> bytes:
         (b"\x93NUMPY\x02\x00\x00\x00", "truncated"),
         (b"\x93NUMPY\x01\x00\xff\x00{}", "truncated"),
         (raw_npy("{'descr': '<f4', "), "malformed"),
-        (raw_npy("[1, 2]"), "not a dict"),
+        (raw_npy("[1, 2]"), "malformed"),
         (raw_npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1,)}"), "dtype '<i4'"),
         (raw_npy("{'descr': '<f3', 'fortran_order': False, 'shape': (1,)}"), "dtype"),
-        (raw_npy("{'descr': 5, 'fortran_order': False, 'shape': (1,)}"), "dtype 5"),
+        (raw_npy("{'descr': 5, 'fortran_order': False, 'shape': (1,)}"), "malformed"),
+        (raw_npy("{'fortran_order': False, 'shape': (1,)}"), "dtype None"),
         (raw_npy("{'descr': '<f4', 'fortran_order': True, 'shape': (1,)}"), "Fortran"),
-        (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': [1]}"), "shape"),
-        (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}"), "shape"),
+        (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': [1]}"), "malformed"),
+        (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}"), "malformed"),
+        (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': 'x'}"), "shape 'x'"),
         (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", b"1234"), "needs 8"),
     ],
 )
 def test_parse_npy_rejects_what_it_cannot_read(data: bytes, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
+        parse_npy(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        raw_npy("-" * 5000 + "1"),  # RecursionError in ast.literal_eval before
+        raw_npy("+" * 50_000 + "1", major=2),  # MemoryError before
+        b"\x93NUMPY\x03\x00" + struct.pack("<I", 14) + b"{'descr': '\xff'}",  # UnicodeDecodeError
+        raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (" + "9" * 5000 + ",)}"),
+        raw_npy("{'shape': " + "(" * 3000 + ")" * 3000 + "}"),
+        raw_npy("{'descr': '<f\u00b2', 'fortran_order': False, 'shape': (1,)}", major=3),
+        raw_npy(" " * 70_000, major=2),  # a header larger than numpy itself reads
+    ],
+    ids=[
+        "unary-minus",
+        "unary-plus",
+        "not-utf8",
+        "huge-dim",
+        "deep-tuple",
+        "unicode-digit",
+        "long",
+    ],
+)
+def test_parse_npy_crafted_headers_are_protocol_errors(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
         parse_npy(data)
 
 
@@ -198,8 +226,10 @@ def test_faces_boxes_and_payload_errors() -> None:
         parse_payload(DetectedFace, {"bbox": [1, 2, 3], "confidence": 1}, "face")
     digest = parse_json_payload(HashOutput, b'{"hash_value": "ab", "algorithm": "md5"}', "h")
     assert digest.hash_value == "ab" and digest.media_type is None
-    with pytest.raises(ProtocolError, match=r"unexpected hash\.json"):
+    with pytest.raises(ProtocolError, match=r"hash\.json is not JSON"):
         parse_json_payload(HashOutput, b"not json", "hash.json")
+    with pytest.raises(ProtocolError, match=r"unexpected hash\.json"):
+        parse_json_payload(HashOutput, b'{"hash_value": 1}', "hash.json")
 
 
 def test_result_containers() -> None:

@@ -190,7 +190,17 @@ class CallbackSubscription(MailboxSink[JobUpdate]):
             except Exception:
                 self._log_progress_error()
         if update.is_terminal and self.on_complete is not None and not self.closed:
-            job = await self._resolve(update)
+            try:
+                job = await self._resolve(update)
+            except ClClientError as exc:
+                logger.warning(
+                    "on_complete of subscription %s not called: the final state of job %s "
+                    "could not be confirmed: %s",
+                    self.subscription_id,
+                    self.job_id,
+                    exc,
+                )
+                return
             await self._guarded_complete(self.on_complete, job)
 
     def _log_progress_error(self) -> None:

@@ -28,6 +28,8 @@ from ._errors import (
     MqttError,
     ParameterError,
     ProtocolError,
+    ServerError,
+    TransportError,
     WorkerUnavailableError,
 )
 from ._groups import unwrap_group
@@ -44,9 +46,9 @@ from ._models import (
 )
 from ._mqtt import MqttMessage, connect_mqtt
 from ._options import SubmitOptions, job_options
-from ._payloads import decode_job_event, decode_job_status, decode_worker, topic_tail
+from ._payloads import decode_job_event, decode_job_status, decode_worker, excerpt, topic_tail
 from ._reconcile import Reconciler, ReconcileSchedule, SchedulePolicy
-from ._settings import ClientSettings, SettingsOverrides, with_overrides
+from ._settings import ClientSettings, SettingsOverrides, redact_url, with_overrides
 from ._watch import JobWatch
 from ._workers import WorkerRegistry, WorkerWatch
 from .auth import AuthProvider, NoAuthProvider
@@ -70,8 +72,15 @@ class _Counters:
 
     mqtt_messages: int = 0
     malformed_messages: int = 0
+    """MQTT messages dropped because they could not be decoded (logged with an excerpt)."""
+    malformed_responses: int = 0
+    """HTTP answers the reconciler dropped because they could not be decoded."""
     reconnects: int = 0
     reconciled: int = 0
+    reconcile_errors: int = 0
+    """Reconcile requests that failed (the job is checked again on a later round)."""
+    unconfirmed_terminal: int = 0
+    """Terminal MQTT updates that ``GET /jobs/{id}`` did not confirm (re-checked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,12 @@ class ClientStatistics:
     """MQTT connections lost and re-established."""
     reconciled: int
     """``GET /jobs/{id}`` requests made to check watched jobs."""
+    reconcile_errors: int
+    """Of those, the ones that failed (the job is checked again on its schedule)."""
+    malformed_responses: int
+    """HTTP answers of those checks that could not be decoded (dropped, logged)."""
+    unconfirmed_terminal: int
+    """Terminal MQTT updates that ``GET /jobs/{id}`` did not confirm (checked again)."""
     updates_received: int
     """Job updates received from any source (MQTT, HTTP, submissions)."""
     updates_accepted: int
@@ -184,10 +199,12 @@ class ComputeClient(PluginAccess):
         self._state: Literal["new", "open", "closed"] = "new"
         self._mqtt_connected = False
         self._stats = _Counters()
+        self._next_drop_log = 0.0
+        self._unlogged_drops = 0
 
     def __repr__(self) -> str:
         return (
-            f"ComputeClient(compute_url={self.settings.compute_url!r}, "
+            f"ComputeClient(compute_url={redact_url(self.settings.compute_url)!r}, "
             f"mqtt_url={self.settings.mqtt.url!r}, auth={self.auth!r}, state={self._state!r})"
         )
 
@@ -215,6 +232,9 @@ class ComputeClient(PluginAccess):
             malformed_messages=self._stats.malformed_messages,
             reconnects=self._stats.reconnects,
             reconciled=self._stats.reconciled,
+            reconcile_errors=self._stats.reconcile_errors,
+            malformed_responses=self._stats.malformed_responses,
+            unconfirmed_terminal=self._stats.unconfirmed_terminal,
             updates_received=hub.published,
             updates_accepted=hub.accepted,
             updates_dropped=hub.dropped,
@@ -226,7 +246,7 @@ class ComputeClient(PluginAccess):
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         if self._state != "new":
-            raise RuntimeError("a ComputeClient can be entered only once; create a new one")
+            raise ClientClosedError("a ComputeClient can be entered only once; create a new one")
         self._state = "open"
         stack = self._stack = AsyncExitStack()
         try:
@@ -249,7 +269,7 @@ class ComputeClient(PluginAccess):
             reconciler = Reconciler(
                 self._schedule,
                 self._hub,
-                self._http_layer.get_job,
+                self._reconcile_get_job,
                 timeout=self.settings.http_timeout,
                 on_check=self._count_check,
             )
@@ -396,8 +416,33 @@ class ComputeClient(PluginAccess):
             elif settings.job_status_topic and self._is_status_topic(topic):
                 self._hub.publish(decode_job_status(message.payload), anyio.current_time())
         except ProtocolError as exc:
+            self._dropped_message(topic, message.payload, exc)
+        except Exception:  # a bug, not bad input: the feed must go on for everyone else
             self._stats.malformed_messages += 1
-            logger.warning("ignored a malformed message on %s: %s", topic, exc)
+            logger.exception(
+                "error while handling a message on %r (payload %s)", topic, excerpt(message.payload)
+            )
+
+    def _dropped_message(self, topic: str, payload: bytes, exc: ProtocolError) -> None:
+        """Count a malformed message; log it (at most one WARNING a second, the rest DEBUG)."""
+        self._stats.malformed_messages += 1
+        now = time.monotonic()
+        if now < self._next_drop_log:
+            self._unlogged_drops += 1
+            logger.debug(
+                "dropped a malformed message on %r: %s (payload %s)", topic, exc, excerpt(payload)
+            )
+            return
+        more = self._unlogged_drops
+        self._unlogged_drops = 0
+        self._next_drop_log = now + 1.0
+        logger.warning(
+            "dropped a malformed message on %r: %s (payload %s)%s",
+            topic,
+            exc,
+            excerpt(payload),
+            f"; {more} more dropped in the last second" if more else "",
+        )
 
     def _is_status_topic(self, topic: str) -> bool:
         pattern = self.settings.job_status_topic or ""
@@ -409,6 +454,22 @@ class ComputeClient(PluginAccess):
     # -- reconciliation (the schedule and its budget: _reconcile.py) --------------------------
     def _count_check(self) -> None:
         self._stats.reconciled += 1
+
+    async def _reconcile_get_job(self, job_id: str) -> JobResponse:
+        """``GET /jobs/{id}`` for the reconciler, counting failures in the statistics.
+
+        The Reconciler keeps a failure to its own job (checked again on its schedule).
+        """
+        try:
+            return await self._http.get_job(job_id)
+        except NotFoundError:
+            raise
+        except ClClientError as exc:
+            self._stats.reconcile_errors += 1
+            if isinstance(exc, ProtocolError):
+                self._stats.malformed_responses += 1
+                logger.warning("reconciling job %s: dropped a malformed answer: %s", job_id, exc)
+            raise
 
     async def _age_workers_loop(self) -> None:
         period = min(self.settings.worker_ttl / 3, 5.0)
@@ -525,12 +586,14 @@ class ComputeClient(PluginAccess):
         an existing target is kept unless ``overwrite`` (DownloadError).
         """
         self._http.file_path(job_id, file_path)  # a bad path fails before anything else
-        target = Path(dest)
-        if os.fspath(dest).endswith(("/", os.sep)):  # "out/": a directory, created if needed
-            await anyio.Path(target).mkdir(parents=True, exist_ok=True)
-        if await anyio.Path(target).is_dir():
-            from ._http import safe_join
+        from ._http import local_errors, local_path, safe_join
 
+        target = local_path(dest, "the download target")
+        with local_errors(target):
+            if os.fspath(dest).endswith(("/", os.sep)):  # "out/": a directory, created if needed
+                await anyio.Path(target).mkdir(parents=True, exist_ok=True)
+            is_dir = await anyio.Path(target).is_dir()
+        if is_dir:
             target = safe_join(target, PurePosixPath(file_path.strip("/")).name)
         return await self._http.download(job_id, file_path, target, overwrite=overwrite)
 
@@ -546,10 +609,12 @@ class ComputeClient(PluginAccess):
 
         A path that would land outside ``directory`` is refused before anything is fetched.
         """
-        root = Path(directory)
-        from ._http import safe_join
+        from ._http import local_path, safe_join
 
+        root = local_path(directory, "the directory")
         targets = [(path, safe_join(root, path)) for path in file_paths]
+        for path, _ in targets:
+            self._http.file_path(job_id, path)  # a bad path fails before anything else
         return [
             await self._http.download(job_id, path, target, overwrite=overwrite)
             for path, target in targets
@@ -635,24 +700,55 @@ class ComputeClient(PluginAccess):
             self._tg.start_soon(fn)
 
     async def _final_job(self, update: JobUpdate) -> JobResponse:
-        if update.job is not None:
+        """The final JobResponse after a terminal update, with a terminal status over HTTP.
+
+        An update that came over HTTP already holds it. A terminal state that only MQTT reported
+        is not trusted: the job is fetched, and fetched again (``poll_interval`` with backoff)
+        until the server's own status is terminal. Unreachable servers and broken answers are
+        retried the same way; other API errors (404: the job is gone) are raised.
+        """
+        if update.job is not None and update.job.is_terminal:
             return update.job
         cached = self._hub.latest(update.job_id)
-        if cached is not None and cached.job is not None and cached.is_terminal:
+        if cached is not None and cached.job is not None and cached.job.is_terminal:
             return cached.job
-        try:
-            job = await self._http.get_job(update.job_id)
-        except ClClientError as exc:
-            logger.warning("could not fetch the final state of job %s: %s", update.job_id, exc)
-            return JobResponse(job_id=update.job_id, status=update.status, progress=update.progress)
-        self._hub.publish(JobUpdate.from_job(job), anyio.current_time())
-        return job
+        settings = self.settings
+        interval = settings.poll_interval
+        doubted = False
+        while True:
+            try:
+                job = await self._http.get_job(update.job_id)
+            except (TransportError, ServerError, ProtocolError) as exc:
+                logger.warning(
+                    "could not confirm the final state of job %s (%s); retrying in %.2g s",
+                    update.job_id,
+                    exc,
+                    interval,
+                )
+            else:
+                if job.is_terminal:
+                    self._hub.publish(JobUpdate.from_job(job), anyio.current_time())
+                    return job
+                if not doubted:
+                    doubted = True
+                    self._stats.unconfirmed_terminal += 1
+                    logger.warning(
+                        "job %s: MQTT said %r but the server says %r; checking again",
+                        update.job_id,
+                        update.status,
+                        job.status,
+                    )
+            await anyio.sleep(interval)
+            interval = min(interval * settings.poll_backoff, settings.poll_max_interval)
 
     async def wait(self, job_id: str, *, raise_on_error: bool = True) -> JobResponse:
         """Wait for the job to finish and return its final JobResponse (fetched over HTTP).
 
-        Raises JobFailedError if it ended in ``error`` (unless ``raise_on_error=False``).
-        Put a deadline around it with ``anyio.fail_after``.
+        The answer is the server's: a terminal event over MQTT is confirmed with
+        ``GET /jobs/{id}`` and, until the server agrees, checked again with ``poll_interval``
+        backoff. Raises JobFailedError if it ended in ``error`` (unless
+        ``raise_on_error=False``), NotFoundError if the job is gone. Put a deadline around it
+        with ``anyio.fail_after``.
         """
         async with self.watch(job_id) as watch:
             async for update in watch:

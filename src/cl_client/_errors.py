@@ -223,6 +223,9 @@ class DownloadError(ClClientError, OSError):
     """A download target is unsafe (outside the chosen directory) or already exists."""
 
 
+_MAX_ERROR_BODY = 1024 * 1024
+_MAX_DETAIL = 500
+
 _STATUS_ERRORS: dict[int, type[ApiError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -248,26 +251,35 @@ def _detail_text(detail: JsonValue) -> str:
     return str(detail)
 
 
-def error_from_response(response: httpx.Response) -> ApiError:
+def error_from_response(response: httpx.Response, body: bytes | None = None) -> ApiError:
     """Map an error response to the matching ApiError, keeping the server's ``detail``.
 
-    The body must already be read.
+    ``body`` is the answer's body (default: ``response.content``, which must then be read). A
+    body that is not JSON (or too large, too deep) becomes a short text ``detail``.
     """
+    from ._payloads import decode_json
+    from ._settings import redact_url
+
+    data = response.content if body is None else body
     detail: JsonValue
     try:
-        body = cast(JsonValue, response.json())
-    except ValueError:
-        detail = response.text or response.reason_phrase
+        parsed = cast(JsonValue, decode_json(data, "error body", max_size=_MAX_ERROR_BODY))
+    except ProtocolError:
+        text = data[:_MAX_DETAIL].decode("utf-8", errors="replace").strip()
+        detail = text or response.reason_phrase
     else:
-        detail = body.get("detail", body) if isinstance(body, dict) else body
+        detail = parsed.get("detail", parsed) if isinstance(parsed, dict) else parsed
     status = response.status_code
     cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else ApiError)
     request = response.request
-    message = f"{request.method} {request.url.path} -> {status}: {_detail_text(detail)}"
+    summary = _detail_text(detail)
+    if len(summary) > _MAX_DETAIL:
+        summary = f"{summary[:_MAX_DETAIL]}..."
+    message = f"{request.method} {request.url.path} -> {status}: {summary}"
     return cls(
         message,
         status_code=status,
         detail=detail,
         method=request.method,
-        url=str(request.url.copy_with(query=None)),
+        url=redact_url(request.url.copy_with(query=None)),
     )

@@ -151,9 +151,13 @@ class JobHub:
                 previous is not None
                 and previous.job is None
                 and update.job is not None
-                and canonical_status(previous.status) == canonical_status(update.status)
+                and (
+                    canonical_status(previous.status) == canonical_status(update.status)
+                    or (previous.is_terminal and update.is_terminal)
+                )
             ):
-                # Same state, now with the whole JobResponse: keep the richer one.
+                # Same state, now with the whole JobResponse: keep the richer one. A terminal
+                # state from MQTT is replaced by the server's own terminal state (which wins).
                 self._latest[update.job_id] = update
             return False
         self.stats.accepted += 1

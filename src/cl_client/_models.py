@@ -5,6 +5,7 @@ Unknown fields and unknown status strings from a newer server are tolerated.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Literal
 
@@ -96,11 +97,13 @@ class JobEvent(_Model):
     progress: int = 0
 
 
-class JobUpdate(_Model):
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
     """What watchers and callbacks receive: one change of a job's state.
 
     ``job`` is the whole JobResponse when the update came over HTTP (reconciliation, polling) or
     from an older server's per-job status topic; MQTT events carry only status and progress.
+    A small slotted object (no per-update dicts): the hub caches one per job.
     """
 
     job_id: str
@@ -125,12 +128,12 @@ class JobUpdate(_Model):
     @classmethod
     def from_job(cls, job: JobResponse, source: Literal["http", "mqtt"] = "http") -> JobUpdate:
         return cls(
-            job_id=job.job_id,
-            status=job.status,
-            progress=job.progress,
-            timestamp=job.completed_at or job.started_at or job.created_at,
-            source=source,
-            job=job,
+            job.job_id,
+            job.status,
+            job.progress,
+            job.completed_at or job.started_at or job.created_at,
+            source,
+            job,
         )
 
 

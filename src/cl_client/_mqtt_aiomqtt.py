@@ -40,16 +40,30 @@ __all__ = ["AiomqttConnection"]
 logger = logging.getLogger(__name__)
 
 
-class _QuietCancelledAcks(logging.Filter):
-    """aiomqtt logs an error when a SUBACK/UNSUBACK arrives for a call that was cancelled."""
+_EXPECTED = (
+    "Unexpected message ID",  # a SUBACK/UNSUBACK for a call that was cancelled
+    "failed to receive on socket",  # paho: the broker went away (an ordinary reconnect)
+    "failed to send on socket",
+    "timeout on socket",
+)
+
+
+class _ExpectedToDebug(logging.Filter):
+    """aiomqtt and paho log ordinary events at ERROR: a connection lost to a broker restart
+    ("failed to receive on socket: Broken pipe"), an acknowledgement for a cancelled call. Such
+    records are logged at DEBUG on this module's logger instead; the client reports the lost
+    connection itself (one WARNING, then it reconnects)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Unexpected message ID")
+        if str(record.msg).startswith(_EXPECTED):
+            logger.debug("aiomqtt: %s", record.getMessage())
+            return False
+        return True
 
 
 _aiomqtt_logger = logging.getLogger(f"{__name__}.aiomqtt")
 """aiomqtt's (and its paho client's) log records go here."""
-_aiomqtt_logger.addFilter(_QuietCancelledAcks())
+_aiomqtt_logger.addFilter(_ExpectedToDebug())
 
 _T = TypeVar("_T")
 

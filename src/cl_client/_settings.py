@@ -7,10 +7,11 @@ applications (and the tests) that want to.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, TypedDict, Unpack
-from urllib.parse import urlsplit
+from difflib import get_close_matches
+from typing import ClassVar, Self, TypedDict, Unpack
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,11 +20,13 @@ from ._errors import ParameterError
 __all__ = [
     "ClientSettings",
     "MqttEndpoint",
+    "SettingsModel",
     "SettingsOverrides",
     "check_http_url",
     "env_values",
     "parse_mqtt_url",
     "redact_mqtt_url",
+    "redact_url",
     "settings_error",
     "with_overrides",
 ]
@@ -53,7 +56,8 @@ class MqttEndpoint:
 def parse_mqtt_url(url: str) -> MqttEndpoint:
     """Parse ``mqtt://[user:pass@]host[:port]`` (default port 1883) or ``mqtts://`` (8883, TLS).
 
-    A bare ``host:port`` or ``host`` is taken as ``mqtt://``.
+    A bare ``host:port`` or ``host`` is taken as ``mqtt://``. Raises ParameterError (a
+    ValueError) for anything else.
     """
     text = url.strip()
     if "://" not in text:
@@ -63,17 +67,17 @@ def parse_mqtt_url(url: str) -> MqttEndpoint:
     shown = text if parts.password is None else text.replace(f":{parts.password}@", ":***@", 1)
     scheme = parts.scheme.lower()
     if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(
+        raise ParameterError(
             f"unsupported MQTT URL scheme {parts.scheme!r} in {shown!r}: use mqtt://host:port "
             "or mqtts://host:port"
         )
     if not parts.hostname:
-        raise ValueError(f"MQTT URL {shown!r} has no host: use mqtt://host:port")
+        raise ParameterError(f"MQTT URL {shown!r} has no host: use mqtt://host:port")
     tls = scheme in ("mqtts", "ssl")
     try:
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"MQTT URL {shown!r} has an invalid port: {exc}") from None
+        raise ParameterError(f"MQTT URL {shown!r} has an invalid port: {exc}") from None
     return MqttEndpoint(
         host=parts.hostname,
         port=port if port is not None else (8883 if tls else 1883),
@@ -83,11 +87,29 @@ def parse_mqtt_url(url: str) -> MqttEndpoint:
     )
 
 
+def redact_url(url: object) -> str:
+    """``url`` (a string or URL object) with any user name and password replaced by ``***``."""
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "<invalid URL>"
+    if "@" not in parts.netloc:
+        return text
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
 def check_http_url(value: str, name: str) -> str:
-    """``value`` without a trailing slash, or ValueError unless it is ``http(s)://host[:port]``."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{name} must be http(s)://host:port, got {value!r}")
+    """``value`` without a trailing slash, or ParameterError (a ValueError) unless it is ``http(s)://host[:port]``."""
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ParameterError(f"{name} must be http(s)://host:port, got {redact_url(value)!r}")
     return value.rstrip("/")
 
 
@@ -110,16 +132,61 @@ def env_values(
     return values
 
 
-class ClientSettings(BaseModel):
-    """Everything ComputeClient needs to know about the server it talks to.
+def settings_error(exc: ValidationError, model: type[BaseModel]) -> ParameterError:
+    """A pydantic ValidationError of a settings model as one ParameterError naming the fields."""
+    known = list(model.model_fields)
+    parts: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        field = ".".join(str(p) for p in error["loc"]) or "settings"
+        if error["type"] == "extra_forbidden":
+            close = get_close_matches(field, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            parts.append(f"unknown setting {field!r}{hint}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            parts.append(f"{field}: {message}")
+    return ParameterError(f"invalid {model.__name__}: {'; '.join(parts)}")
 
-    Defaults are those of the real CL Server (``docs/protocol.md``, "At a glance" and
-    "Defaults and configuration").
+
+class SettingsModel(BaseModel):
+    """A settings model whose validation errors are ParameterErrors naming the field.
+
+    Construct it with keywords (``ClientSettings(http_timeout=5)``) or :meth:`from_values`;
+    reprs hide the credentials of every URL.
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(
         frozen=True, extra="forbid", hide_input_in_errors=True
     )
+
+    def __init__(self, **values: object) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise settings_error(exc, type(self)) from None
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, object]) -> Self:
+        """Settings from a mapping of field names to values (ParameterError if invalid)."""
+        return cls(**values)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
+        # Never show credentials embedded in a URL.
+        base: Iterable[tuple[str | None, object]] = super().__repr_args__()
+        for name, value in base:
+            if isinstance(value, str) and name is not None and name.endswith("_url"):
+                shown = redact_mqtt_url(value) if name == "mqtt_url" else redact_url(value)
+                yield name, shown
+            else:
+                yield name, value
+
+
+class ClientSettings(SettingsModel):
+    """Everything ComputeClient needs to know about the server it talks to.
+
+    Defaults are those of the real CL Server (``docs/protocol.md``, "At a glance" and
+    "Defaults and configuration"). Invalid values raise ParameterError naming the field.
+    """
 
     ENV_VARS: ClassVar[Mapping[str, str]] = {
         "compute_url": "COMPUTE_URL",
@@ -190,24 +257,25 @@ class ClientSettings(BaseModel):
         gt=0,
         description="A worker with no capability message for this long is considered gone.",
     )
+    max_response_size: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest HTTP answer kept in memory (JSON bodies, read_job_file), in bytes. "
+        "Downloads stream to disk and are not limited.",
+    )
     job_cache_size: int = Field(default=10_000, ge=1)
     callback_queue_size: int = Field(default=1_000, ge=1)
 
     @field_validator("compute_url")
     @classmethod
     def _check_compute_url(cls, value: str) -> str:
-        return check_http_url(value, "compute_url")
+        return check_http_url(value, "the URL")
 
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt_url(cls, value: str) -> str:
         parse_mqtt_url(value)
         return value
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
-        # Never show MQTT credentials embedded in the URL.
-        for name, value in super().__repr_args__():  # pyright: ignore[reportAny]
-            yield name, redact_mqtt_url(self.mqtt_url) if name == "mqtt_url" else value
 
     @property
     def mqtt(self) -> MqttEndpoint:
@@ -227,7 +295,7 @@ class ClientSettings(BaseModel):
         Keyword arguments win over the environment; unset variables keep the defaults.
         A bad value or an unknown keyword raises ParameterError.
         """
-        return with_overrides(None, env_values(cls.ENV_VARS, environ, overrides))
+        return cls.from_values(env_values(cls.ENV_VARS, environ, overrides))
 
 
 class SettingsOverrides(TypedDict, total=False):
@@ -263,25 +331,9 @@ class SettingsOverrides(TypedDict, total=False):
     reconcile_rate: float
     reconcile_concurrency: int
     worker_ttl: float
+    max_response_size: int
     job_cache_size: int
     callback_queue_size: int
-
-
-def settings_error(error: ValidationError, model: type[BaseModel]) -> ParameterError:
-    """A ParameterError naming each bad field (and the closest field for an unknown one)."""
-    import difflib
-
-    fields = list(model.model_fields)
-    parts: list[str] = []
-    for item in error.errors(include_input=False, include_url=False):
-        name = ".".join(str(p) for p in item["loc"]) or model.__name__
-        if item["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(name, fields, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            parts.append(f"unknown setting {name!r}{hint}")
-        else:
-            parts.append(f"{name}: {item['msg']}")
-    return ParameterError(f"invalid {model.__name__}: " + "; ".join(parts))
 
 
 def with_overrides(
@@ -294,7 +346,4 @@ def with_overrides(
     if settings is not None and not overrides:
         return settings
     values = {**settings.model_dump(), **overrides} if settings is not None else dict(overrides)
-    try:
-        return ClientSettings.model_validate(values)
-    except ValidationError as exc:
-        raise settings_error(exc, ClientSettings) from None
+    return ClientSettings.from_values(values)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Self, TypeVar, cast
+from typing import Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .._errors import ParameterError, ProtocolError, TransportError, error_from_response
+from .._errors import ParameterError, ProtocolError, error_from_response
+from .._exchange import exchange, mapped_errors
+from .._payloads import decode_body, decode_json
+from .._settings import redact_url
 from ._models import PublicKey, Token, User
 from ._providers import AuthProvider, send_with_retry
 from ._settings import SessionSettings
@@ -29,6 +32,7 @@ __all__ = ["AuthClient"]
 
 _M = TypeVar("_M", bound=BaseModel)
 _USERS = TypeAdapter(list[User])
+_MAX_BODY = 4 * 1024 * 1024
 
 
 def _bool(value: bool) -> str:
@@ -71,7 +75,7 @@ class AuthClient:
     ) -> None:
         base = settings or SessionSettings()
         if url is not None:
-            base = SessionSettings.model_validate({**base.model_dump(), "auth_url": url})
+            base = SessionSettings.from_values({**base.model_dump(), "auth_url": url})
         self.settings: SessionSettings = base
         self.auth: AuthProvider | None = auth
         self._http = httpx.AsyncClient(
@@ -100,7 +104,7 @@ class AuthClient:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"AuthClient({self.url!r}, auth={self.auth!r})"
+        return f"AuthClient({redact_url(self.url)!r}, auth={self.auth!r})"
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _send(
@@ -110,14 +114,15 @@ class AuthClient:
         headers: dict[str, str],
         data: Mapping[str, str] | None,
         params: Mapping[str, str | int] | None,
-    ) -> httpx.Response:
-        try:
-            return await self._http.request(method, path, headers=headers, data=data, params=params)
-        except httpx.TransportError as exc:
-            raise TransportError(
-                f"auth service at {self.url} unreachable: {method} {path} failed "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
+    ) -> tuple[httpx.Response, bytes]:
+        shown = f"{method} {redact_url(self.url)}{path}"
+        with mapped_errors(shown):
+            request = self._http.build_request(
+                method, path, headers=headers, data=data, params=params
+            )
+        return await exchange(
+            self._http, request, timeout=self.settings.http_timeout, max_size=_MAX_BODY
+        )
 
     async def _request(
         self,
@@ -128,31 +133,26 @@ class AuthClient:
         authorized: bool = False,
         data: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
-    ) -> httpx.Response:
+    ) -> bytes:
         fixed: dict[str, str] = {}
         if token is not None:
             value = token.access_token if isinstance(token, Token) else token
             fixed["Authorization"] = f"Bearer {value}"
         provider = self.auth if authorized and token is None else None
 
-        async def attempt(headers: Mapping[str, str]) -> httpx.Response:
+        async def attempt(headers: Mapping[str, str]) -> tuple[httpx.Response, bytes]:
             return await self._send(method, path, {**fixed, **headers}, data, params)
 
-        response = await send_with_retry(method, provider, attempt, lambda r: r.status_code)
+        response, body = await send_with_retry(
+            method, provider, attempt, lambda r: r[0].status_code
+        )
         if response.is_error:
-            raise error_from_response(response)
-        return response
+            raise error_from_response(response, body)
+        return body
 
-    @staticmethod
-    def _parse(model: type[_M], response: httpx.Response) -> _M:
-        try:
-            return model.model_validate(cast(object, response.json()))
-        except (ValueError, ValidationError) as exc:
-            reason = exc if isinstance(exc, ValidationError) else "the body is not JSON"
-            request = response.request
-            raise ProtocolError(
-                f"unexpected reply to {request.method} {request.url.path}: {reason}"
-            ) from None
+    def _parse(self, model: type[_M], body: bytes, method: str, path: str) -> _M:
+        what = f"reply to {method} {path} ({model.__name__}) from {redact_url(self.url)}"
+        return decode_body(model, body, what, max_size=_MAX_BODY)
 
     # -- tokens -----------------------------------------------------------------------------
     async def login(self, username: str, password: str) -> Token:
@@ -162,7 +162,7 @@ class AuthClient:
         """
         form = {"grant_type": "password", "username": username, "password": password}
         response = await self._request("POST", self.settings.token_path, data=form)
-        return self._parse(Token, response)
+        return self._parse(Token, response, "POST", self.settings.token_path)
 
     async def refresh_token(self, token: str | Token) -> Token:
         """``POST /auth/token/refresh``: a new token with a full lifetime.
@@ -171,12 +171,12 @@ class AuthClient:
         ``Could not validate credentials`` (AuthenticationError) and a new login is needed.
         """
         response = await self._request("POST", self.settings.refresh_path, token=token)
-        return self._parse(Token, response)
+        return self._parse(Token, response, "POST", self.settings.refresh_path)
 
     async def get_public_key(self) -> PublicKey:
         """``GET /auth/public-key``: the PEM that verifies tokens (no authentication)."""
         response = await self._request("GET", self.settings.public_key_path)
-        return self._parse(PublicKey, response)
+        return self._parse(PublicKey, response, "GET", self.settings.public_key_path)
 
     # -- users ------------------------------------------------------------------------------
     async def get_current_user(self, *, token: str | Token | None = None) -> User:
@@ -184,7 +184,7 @@ class AuthClient:
         response = await self._request(
             "GET", self.settings.current_user_path, token=token, authorized=True
         )
-        return self._parse(User, response)
+        return self._parse(User, response, "GET", self.settings.current_user_path)
 
     async def create_user(
         self,
@@ -209,7 +209,7 @@ class AuthClient:
         response = await self._request(
             "POST", self.settings.users_path, token=token, authorized=True, data=form
         )
-        return self._parse(User, response)
+        return self._parse(User, response, "POST", self.settings.users_path)
 
     async def list_users(
         self, *, skip: int = 0, limit: int = 100, token: str | Token | None = None
@@ -222,13 +222,12 @@ class AuthClient:
             authorized=True,
             params={"skip": skip, "limit": limit},
         )
+        what = f"reply to GET {self.settings.users_path} from {redact_url(self.url)}"
+        value = decode_json(response, what, max_size=_MAX_BODY)
         try:
-            return _USERS.validate_python(cast(object, response.json()))
-        except (ValueError, ValidationError) as exc:
-            reason = exc if isinstance(exc, ValidationError) else "the body is not JSON"
-            raise ProtocolError(
-                f"unexpected reply to GET {self.settings.users_path}: {reason}"
-            ) from None
+            return _USERS.validate_python(value)
+        except ValidationError as exc:
+            raise ProtocolError(f"unexpected {what}: {exc.error_count()} invalid fields") from None
 
     def _user_path(self, user_id: int) -> str:
         if isinstance(user_id, bool) or not isinstance(user_id, int):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -240,7 +239,7 @@ class AuthClient:
         response = await self._request(
             "GET", self._user_path(user_id), token=token, authorized=True
         )
-        return self._parse(User, response)
+        return self._parse(User, response, "GET", self._user_path(user_id))
 
     async def update_user(
         self,
@@ -270,7 +269,7 @@ class AuthClient:
         response = await self._request(
             "PUT", self._user_path(user_id), token=token, authorized=True, data=form
         )
-        return self._parse(User, response)
+        return self._parse(User, response, "PUT", self._user_path(user_id))
 
     async def delete_user(self, user_id: int, *, token: str | Token | None = None) -> None:
         """``DELETE /users/{user_id}`` (admin): 204 on success, NotFoundError if unknown."""

@@ -72,7 +72,7 @@ class SessionManager:
     ) -> None:
         base = settings or SessionSettings()
         if overrides:
-            base = SessionSettings.model_validate({**base.model_dump(), **overrides})
+            base = SessionSettings.from_values({**base.model_dump(), **overrides})
         self.settings: SessionSettings = base
         self._token: Token | None = None
         self._credentials: _Credentials | None = None

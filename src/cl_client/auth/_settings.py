@@ -6,33 +6,30 @@ applications (and the tests) that want to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import ClassVar, Unpack
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from .._settings import (
     ClientSettings,
+    SettingsModel,
     SettingsOverrides,
     check_http_url,
     env_values,
     parse_mqtt_url,
-    redact_mqtt_url,
     with_overrides,
 )
 
 __all__ = ["SessionSettings"]
 
 
-class SessionSettings(BaseModel):
+class SessionSettings(SettingsModel):
     """Everything a SessionManager (and the AuthClient it owns) needs.
 
-    Defaults are the real CL Server's (``docs/auth.md``).
+    Defaults are the real CL Server's (``docs/auth.md``). Invalid values raise ParameterError
+    naming the field; reprs hide URL credentials.
     """
-
-    model_config: ClassVar[ConfigDict] = ConfigDict(
-        frozen=True, extra="forbid", hide_input_in_errors=True
-    )
 
     ENV_VARS: ClassVar[Mapping[str, str]] = {
         "auth_url": "AUTH_URL",
@@ -63,18 +60,13 @@ class SessionSettings(BaseModel):
     @field_validator("auth_url", "compute_url")
     @classmethod
     def _check_http_url(cls, value: str) -> str:
-        return check_http_url(value, "the URL")
+        return check_http_url(value, "the URL")  # the field is named by the ParameterError
 
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt_url(cls, value: str) -> str:
         parse_mqtt_url(value)
         return value
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
-        base: Iterable[tuple[str | None, object]] = super().__repr_args__()
-        for name, value in base:  # never show broker credentials
-            yield name, redact_mqtt_url(self.mqtt_url) if name == "mqtt_url" else value
 
     def compute_settings(self, **overrides: Unpack[SettingsOverrides]) -> ClientSettings:
         """ClientSettings for the compute service of this session (keywords win; ParameterError
@@ -91,4 +83,4 @@ class SessionSettings(BaseModel):
 
         Keyword arguments win over the environment; unset variables keep the defaults.
         """
-        return cls.model_validate(env_values(cls.ENV_VARS, environ, overrides))
+        return cls.from_values(env_values(cls.ENV_VARS, environ, overrides))

@@ -14,7 +14,7 @@ from typing import ClassVar, Unpack
 import anyio
 
 from .._errors import ParameterError
-from .._http import FormValue, safe_join
+from .._http import FormValue, local_errors, local_path, safe_join
 from .._models import JobResponse
 from .._options import RunOptions, SubmitOptions
 from ._base import FileArg, PluginClient, check_bool, check_float
@@ -105,14 +105,15 @@ class FaceDetectionPlugin(PluginClient):
         """
         check_bool("overwrite", overwrite)
         result = job if isinstance(job, FaceDetectionResult) else await self.result(job)
-        root = Path(directory)
+        root = local_path(directory, "the directory")
         targets = [
             (face.file_path, safe_join(root, PurePosixPath(face.file_path).name))
             for face in result.faces
             if face.file_path is not None
         ]
         if targets:
-            await anyio.Path(root).mkdir(parents=True, exist_ok=True)
+            with local_errors(root):
+                await anyio.Path(root).mkdir(parents=True, exist_ok=True)
         return [
             await self._client.download_job_file(
                 result.job.job_id, file_path, target, overwrite=overwrite

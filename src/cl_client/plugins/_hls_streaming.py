@@ -23,15 +23,29 @@ from pydantic import JsonValue
 
 from .._errors import DownloadError, ParameterError, ProtocolError
 from .._groups import unwrap_group
-from .._http import FormValue, safe_join
+from .._http import FormValue, local_errors, local_path, safe_join
 from .._models import JobResponse
 from .._options import RunOptions, SubmitOptions
 from ._base import FileArg, PluginClient, check_bool, check_int, json_param
-from ._results import HlsOutput, HlsResult, parse_payload
+from ._results import (
+    MAX_PLAYLIST,
+    HlsOutput,
+    HlsResult,
+    decode_playlist,
+    parse_payload,
+    playlist_uris,
+)
 
-__all__ = ["DEFAULT_VARIANTS", "HlsStreamingPlugin", "HlsVariant", "VariantSpec"]
+__all__ = [
+    "DEFAULT_VARIANTS",
+    "HlsStreamingPlugin",
+    "HlsVariant",
+    "VariantSpec",
+    "playlist_uris",
+]
 
-_URI_ATTR = re.compile(r'URI="([^"]*)"')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 _DOWNLOAD_CONCURRENCY = 4
 ORIGINAL_PLAYLIST = "adaptive-orig.m3u8"
 """The playlist of the original stream (``include_original``), beside the master playlist."""
@@ -91,23 +105,6 @@ def hls_variants(variants: object) -> list[HlsVariant]:
     return checked
 
 
-def playlist_uris(text: str) -> list[str]:
-    """The URIs an m3u8 playlist references: its URI lines and ``URI="..."`` attributes
-    (``#EXT-X-MEDIA``, ``#EXT-X-I-FRAME-STREAM-INF``, ``#EXT-X-MAP``, ...), in order, once each."""
-    found: list[str] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            if line.startswith("#EXT-X-KEY") or line.startswith("#EXT-X-SESSION-KEY"):
-                continue
-            found.extend(_URI_ATTR.findall(line))
-        else:
-            found.append(line)
-    return list(dict.fromkeys(found))
-
-
 def master_job_path(master_playlist: str, job_id: str, output_path: str | None) -> str:
     """The master playlist's path relative to the job directory.
 
@@ -129,10 +126,20 @@ def _resolve(base: str, uri: str, where: str) -> str:
     """``uri`` (relative to the job directory ``base``) as a normalised job-relative path."""
     if "://" in uri or uri.startswith("/"):
         raise ProtocolError(f"{where} references {uri!r}, which is not a relative file path")
-    joined = posixpath.normpath(posixpath.join(base, unquote(uri.split("?", 1)[0])))
+    path = unquote(uri.split("?", 1)[0])
+    if not path or _CONTROL.search(path):
+        raise ProtocolError(f"{where} references {uri!r}, which is not a valid file path")
+    joined = posixpath.normpath(posixpath.join(base, path))
     if joined.startswith("../") or joined == "..":
         raise DownloadError(f"{where} references {uri!r}, outside the job directory")
     return joined
+
+
+async def _read_playlist(path: Path) -> bytes:
+    """A downloaded playlist's bytes (at most MAX_PLAYLIST + 1: the decoder refuses more)."""
+    with local_errors(path):
+        async with await anyio.open_file(path, "rb") as handle:
+            return await handle.read(MAX_PLAYLIST + 1)
 
 
 class HlsStreamingPlugin(PluginClient):
@@ -184,18 +191,21 @@ class HlsStreamingPlugin(PluginClient):
         check_bool("overwrite", overwrite)
         final = await self._completed_job(job)
         output = parse_payload(HlsOutput, final.task_output or {}, "hls_streaming output")
-        root = Path(await anyio.Path(directory).resolve())  # absolute, like every file path
+        chosen = local_path(directory, "the directory")
+        with local_errors(chosen):
+            root = Path(await anyio.Path(chosen).resolve())  # absolute, like every file path
         master_rel = master_job_path(output.master_playlist, final.job_id, final.output_path)
         base = posixpath.dirname(master_rel)
         master_target = safe_join(root, posixpath.basename(master_rel))
-        await anyio.Path(root).mkdir(parents=True, exist_ok=True)
+        with local_errors(root):
+            await anyio.Path(root).mkdir(parents=True, exist_ok=True)
         master = await self._client.download_job_file(
             final.job_id, master_rel, master_target, overwrite=overwrite
         )
         playlists: list[Path] = []
         segments: list[tuple[str, Path]] = []
         seen: set[str] = {master_rel}
-        uris = playlist_uris(await anyio.Path(master).read_text(encoding="utf-8"))
+        uris = decode_playlist(await _read_playlist(master), "the master playlist")
         if output.include_original or final.params.get("include_original") is True:
             # The original stream's playlist is written beside the master, not listed in it.
             uris.append(ORIGINAL_PLAYLIST)
@@ -212,8 +222,7 @@ class HlsStreamingPlugin(PluginClient):
                 final.job_id, rel, target, overwrite=overwrite
             )
             playlists.append(playlist)
-            text = await anyio.Path(playlist).read_text(encoding="utf-8")
-            for seg_uri in playlist_uris(text):
+            for seg_uri in decode_playlist(await _read_playlist(playlist), f"playlist {rel!r}"):
                 seg_rel = _resolve(posixpath.dirname(rel), seg_uri, f"playlist {rel!r}")
                 if seg_rel not in seen:
                     seen.add(seg_rel)

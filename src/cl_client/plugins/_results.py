@@ -8,9 +8,9 @@ into a numpy array only when numpy is importable.
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from functools import cache
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, f
 
 from .._errors import ParameterError, ProtocolError
 from .._models import JobResponse
+from .._payloads import decode_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,15 +44,28 @@ __all__ = [
     "ThumbnailResult",
     "build_embedding",
     "check_numpy",
+    "decode_playlist",
     "numpy_available",
     "parse_json_payload",
     "parse_npy",
     "parse_payload",
+    "playlist_uris",
 ]
 
 P = TypeVar("P", bound=BaseModel)
 
 _NPY_MAGIC = b"\x93NUMPY"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_COORD = 1e6
+"""Normalised coordinates beyond this are refused (they would overflow when scaled)."""
+
+
+def _no_control(value: str | None) -> str | None:
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("control characters in a path")
+    return value
+
+
 _FLOAT_CODES = {2: "e", 4: "f", 8: "d"}
 _BYTE_ORDERS = {"<": "<", ">": ">", "=": "=", "|": "<"}
 
@@ -92,11 +106,86 @@ class NpyArray:
         """A writable numpy float32 array of ``shape`` (needs numpy)."""
         import numpy as np
 
-        flat = np.frombuffer(self.data, dtype=np.dtype(self.descr)).astype(np.float32)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf
+            flat = np.frombuffer(self.data, dtype=np.dtype(self.descr)).astype(np.float32)
         return flat.reshape(self.shape)
 
 
+_NPY_MAX_HEADER = 10_000
+"""numpy's own limit for safely reading a header (``numpy.lib.format._MAX_HEADER_SIZE``)."""
+_NPY_SPACE = re.compile(r"[ \t\r\n]*")
+_NPY_STRING = re.compile(r"'([^'\\\n]{0,64})'")
+_NPY_INT = re.compile(r"[0-9]{1,18}(?![0-9])")
+_NPY_WORD = re.compile(r"True|False")
+
+
+class _HeaderReader:
+    """A strict reader of the Python literal in a ``.npy`` header: a dict of str keys whose
+    values are short strings, True/False or tuples of small ints. Linear in the length."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def fail(self) -> ProtocolError:
+        return ProtocolError(f"malformed .npy header {self.text[:80]!r} (at {self.pos})")
+
+    def space(self) -> None:
+        match = _NPY_SPACE.match(self.text, self.pos)
+        assert match is not None  # the pattern matches the empty string
+        self.pos = match.end()
+
+    def char(self, wanted: str) -> bool:
+        self.space()
+        if self.text.startswith(wanted, self.pos):
+            self.pos += 1
+            return True
+        return False
+
+    def token(self, pattern: re.Pattern[str]) -> re.Match[str]:
+        self.space()
+        match = pattern.match(self.text, self.pos)
+        if match is None:
+            raise self.fail()
+        self.pos = match.end()
+        return match
+
+    def value(self) -> object:
+        self.space()
+        if self.char("("):
+            items: list[int] = []
+            while not self.char(")"):
+                items.append(int(self.token(_NPY_INT).group()))
+                if not self.char(",") and not self.text.startswith(")", self.pos):
+                    raise self.fail()
+            return tuple(items)
+        if self.text.startswith("'", self.pos):
+            return self.token(_NPY_STRING).group(1)
+        return self.token(_NPY_WORD).group() == "True"
+
+    def header(self) -> dict[str, object]:
+        if not self.char("{"):
+            raise self.fail()
+        found: dict[str, object] = {}
+        while not self.char("}"):
+            key = self.token(_NPY_STRING).group(1)
+            if not self.char(":"):
+                raise self.fail()
+            found[key] = self.value()
+            if not self.char(",") and not self.text.startswith("}", self.pos):
+                raise self.fail()
+        self.space()
+        if self.pos != len(self.text):
+            raise self.fail()
+        return found
+
+
 def _npy_header(data: bytes) -> tuple[dict[str, object], int]:
+    """The header dict of a ``.npy`` file, read by a strict pattern, never by ``eval``.
+
+    numpy writes ``{'descr': '<f4', 'fortran_order': False, 'shape': (512,), }`` padded with
+    spaces; the keys may come in any order. Anything else is a ProtocolError.
+    """
     if len(data) < 10 or not data.startswith(_NPY_MAGIC):
         raise ProtocolError("not a .npy file: the magic string \\x93NUMPY is missing")
     major = data[6]
@@ -110,17 +199,17 @@ def _npy_header(data: bytes) -> tuple[dict[str, object], int]:
         start = 12
     else:
         raise ProtocolError(f"unsupported .npy format version {major}.{data[7]}")
+    if length > _NPY_MAX_HEADER:
+        raise ProtocolError(f".npy header of {length} bytes: more than {_NPY_MAX_HEADER}")
     end = start + length
     if len(data) < end:
         raise ProtocolError("truncated .npy header")
-    text = data[start:end].decode("utf-8" if major == 3 else "latin1")
+    raw = data[start:end]
     try:
-        header = cast(object, ast.literal_eval(text.strip()))
-    except (ValueError, SyntaxError) as exc:
-        raise ProtocolError(f"malformed .npy header {text.strip()!r}: {exc}") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(f"malformed .npy header {text.strip()!r}: not a dict")
-    return cast(dict[str, object], header), end
+        text = raw.decode("utf-8" if major == 3 else "latin1").strip()
+    except UnicodeDecodeError:
+        raise ProtocolError(".npy header is not UTF-8 text") from None
+    return _HeaderReader(text).header(), end
 
 
 def parse_npy(data: bytes) -> NpyArray:
@@ -136,8 +225,7 @@ def parse_npy(data: bytes) -> NpyArray:
         or len(descr) < 3
         or descr[0] not in _BYTE_ORDERS
         or descr[1] != "f"
-        or not descr[2:].isdigit()
-        or int(descr[2:]) not in _FLOAT_CODES
+        or descr[2:] not in ("2", "4", "8")
     ):
         raise ProtocolError(f"unsupported .npy dtype {descr!r}: a float array was expected")
     if fortran is not False:
@@ -222,10 +310,10 @@ class ExifMetadata(_Payload):
 class BoundingBox(_Payload):
     """A face box, normalised to [0, 1] of the image size."""
 
-    x1: float
-    y1: float
-    x2: float
-    y2: float
+    x1: float = Field(ge=-_MAX_COORD, le=_MAX_COORD)
+    y1: float = Field(ge=-_MAX_COORD, le=_MAX_COORD)
+    x2: float = Field(ge=-_MAX_COORD, le=_MAX_COORD)
+    y2: float = Field(ge=-_MAX_COORD, le=_MAX_COORD)
 
     @property
     def width(self) -> float:
@@ -263,6 +351,8 @@ class DetectedFace(_Payload):
     landmarks: FaceLandmarks | None = None
     file_path: str | None = None
 
+    _file_path_ok = field_validator("file_path")(_no_control)
+
     @field_validator("bbox", mode="before")
     @classmethod
     def _bbox_from_list(cls, value: object) -> object:
@@ -289,6 +379,8 @@ class HlsOutput(_Payload):
 
     master_playlist: str
     variants_generated: int | None = None
+
+    _path_ok = field_validator("master_playlist")(_no_control)
     total_segments: int | None = None
     include_original: bool | None = None
 
@@ -397,19 +489,78 @@ class HlsResult:
 
 
 def parse_payload(model: type[P], value: object, what: str) -> P:
-    """Validate a server payload, as ProtocolError naming ``what`` when it does not fit."""
+    """Validate a server payload, as ProtocolError naming ``what`` when it does not fit.
+
+    ``value`` comes from a decoded JSON body (``task_output``), already bounded in size and
+    nesting by the HTTP decoder.
+    """
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        raise ProtocolError(f"unexpected {what}: {exc}") from None
+        raise ProtocolError(f"unexpected {what}: {_validation_text(exc)}") from None
 
 
 def parse_json_payload(model: type[P], data: bytes, what: str) -> P:
-    """Validate a JSON file from the server (ProtocolError naming ``what`` if it does not fit)."""
+    """Validate a JSON file from the server (ProtocolError naming ``what`` if it does not fit).
+
+    The bytes are decoded by the bounded JSON decoder first (size, nesting, UTF-8, numbers).
+    """
+    return parse_payload(model, decode_json(data, what, max_size=MAX_JSON_FILE), what)
+
+
+def _validation_text(exc: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(str(p) for p in error['loc']) or 'value'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    text = "; ".join(parts)
+    return text if len(text) <= 300 else f"{text[:300]}..."
+
+
+MAX_JSON_FILE = 4 * 1024 * 1024
+"""Largest JSON result file (``output/hash.json``) decoded."""
+MAX_PLAYLIST = 4 * 1024 * 1024
+"""Largest HLS playlist decoded."""
+_MAX_URI = 2048
+
+
+def decode_playlist(data: bytes, what: str) -> list[str]:
+    """The URIs an m3u8 playlist references (see ``playlist_uris``), decoded from bytes.
+
+    ProtocolError naming ``what`` if it is too large, not UTF-8, or references a URI that is
+    too long or holds control characters.
+    """
+    if len(data) > MAX_PLAYLIST:
+        raise ProtocolError(f"{what} is {len(data)} bytes, more than the {MAX_PLAYLIST} accepted")
     try:
-        return model.model_validate_json(data)
-    except ValidationError as exc:
-        raise ProtocolError(f"unexpected {what}: {exc}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{what} is not UTF-8 text (invalid byte at {exc.start})") from None
+    uris = playlist_uris(text)
+    for uri in uris:
+        if len(uri) > _MAX_URI or _CONTROL.search(uri):
+            raise ProtocolError(f"{what} references an invalid URI {uri[:60]!r}")
+    return uris
+
+
+_URI_ATTR = re.compile(r'URI="([^"]*)"')
+
+
+def playlist_uris(text: str) -> list[str]:
+    """The URIs an m3u8 playlist references: its URI lines and ``URI="..."`` attributes
+    (``#EXT-X-MEDIA``, ``#EXT-X-I-FRAME-STREAM-INF``, ``#EXT-X-MAP``, ...), in order, once each."""
+    found: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            if line.startswith("#EXT-X-KEY") or line.startswith("#EXT-X-SESSION-KEY"):
+                continue
+            found.extend(_URI_ATTR.findall(line))
+        else:
+            found.append(line)
+    return list(dict.fromkeys(found))
 
 
 def build_embedding(

@@ -98,8 +98,11 @@ def _encode_publish(topic: bytes, payload: bytes, qos: int, retain: bool, pid: i
     return b"".join((bytes((first,)), _encode_length(len(head) + len(payload)), head, payload))
 
 
-def _split_packet(buf: bytearray, pos: int) -> tuple[int, int, int] | None:
-    """Find the packet at ``pos``: (first byte, body start, body end), or None if incomplete."""
+def _split_packet(buf: bytearray, pos: int, max_size: int = 1 << 28) -> tuple[int, int, int] | None:
+    """Find the packet at ``pos``: (first byte, body start, body end), or None if incomplete.
+
+    A packet announcing more than ``max_size`` bytes is a protocol error (before it is read).
+    """
     end = len(buf)
     i = pos + 1
     length = 0
@@ -115,6 +118,8 @@ def _split_packet(buf: bytearray, pos: int) -> tuple[int, int, int] | None:
         shift += 7
         if shift > 21:
             raise _ProtocolError("remaining length longer than 4 bytes")
+    if length > max_size:
+        raise _ProtocolError(f"a packet of {length} bytes (at most {max_size} accepted)")
     if end - i < length:
         return None
     return buf[pos], i, i + length
@@ -243,6 +248,9 @@ class EmbeddedBroker:
     ``async with EmbeddedBroker(port=0) as broker:`` listens on ``broker.url`` until the block ends;
     leaving it closes every connection and the listening socket. ``port=0`` picks a free port,
     which is then kept by :meth:`restart` and :meth:`start`.
+
+    Payloads are never parsed. A connection that breaks the protocol (garbage bytes, a packet
+    larger than ``max_packet_size``) is closed and counted; the broker serves everyone else on.
     """
 
     def __init__(
@@ -253,8 +261,10 @@ class EmbeddedBroker:
         max_queued_messages: int = 10000,
         keepalive_factor: float = 1.5,
         connect_timeout: float = 10.0,
+        max_packet_size: int = 64 * 1024 * 1024,
     ) -> None:
         self._host = host
+        self._max_packet = max_packet_size
         self._port = port
         self._max_queued = max_queued_messages
         self._keepalive_factor = keepalive_factor
@@ -447,7 +457,7 @@ class EmbeddedBroker:
                     timer.deadline = anyio.current_time() + timeout
                     buf += await client.stream.receive(_READ_SIZE)
                     pos = 0
-                    while (frame := _split_packet(buf, pos)) is not None:
+                    while (frame := _split_packet(buf, pos, self._max_packet)) is not None:
                         first, start, pos = frame
                         self._handle(client, first, bytes(buf[start:pos]))
                     del buf[:pos]

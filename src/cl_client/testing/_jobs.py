@@ -32,13 +32,15 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import anyio
 from anyio.abc import TaskStatus
 from fastapi import UploadFile
 from pydantic import JsonValue
 
+from .._errors import ProtocolError
+from .._payloads import MAX_EVENT_SIZE, decode_json
 from ._faults import EventMessage, Faults, JobRecord, now_ms
 from ._plugin_base import TaskContext, TaskFn
 
@@ -239,22 +241,24 @@ class ComputeState:
         if not payload:
             _ = self.workers_seen.pop(worker_id, None)
             return
-        try:
-            body: JsonValue = json.loads(payload)  # pyright: ignore[reportAny]
-        except ValueError:
-            _LOG.warning("ignoring a malformed capability message on %s", topic)
+        try:  # the client's own bounded decoder: garbage on the broker never kills the service
+            body = decode_json(payload, "capability message", max_size=MAX_EVENT_SIZE)
+        except ProtocolError as exc:
+            _LOG.warning("ignoring a malformed capability message on %r: %s", topic, exc)
             return
         if not isinstance(body, dict):
+            _LOG.warning("ignoring a capability message that is not an object on %r", topic)
             return
-        caps = body.get("capabilities")
-        idle = body.get("idle_count")
-        stamp = body.get("timestamp")
+        fields = cast(dict[str, object], body)
+        caps = fields.get("capabilities")
+        idle = fields.get("idle_count")
+        stamp = fields.get("timestamp")
         if not isinstance(caps, list) or not isinstance(idle, int):
             _LOG.warning("ignoring a capability message without capabilities on %s", topic)
             return
         self.workers_seen[worker_id] = WorkerAd(
             worker_id=worker_id,
-            capabilities=tuple(cap for cap in caps if isinstance(cap, str)),
+            capabilities=tuple(cap for cap in cast(list[object], caps) if isinstance(cap, str)),
             idle_count=idle,
             timestamp=stamp if isinstance(stamp, int) else None,
         )

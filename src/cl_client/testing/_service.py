@@ -114,7 +114,10 @@ class _MqttLink:
                         _ = self.on_reconnect()
                     delay = self._reconnect_delay
                     async for message in conn.messages():
-                        self._on_message(message)
+                        try:
+                            self._on_message(message)
+                        except Exception:  # a bug must not end the service's broker link
+                            _LOG.exception("error while handling a message on %r", message.topic)
             except _LINK_ERRORS as exc:
                 if self.connections == 0:
                     raise
