@@ -223,8 +223,9 @@ async def test_the_reconciler_survives_every_broken_answer(
     async with FaultyProxy(svc.compute_url) as proxy:
         settings = svc.settings(compute_url=proxy.url, http_timeout=0.5, reconcile_interval=0.1)
         async with ComputeClient(settings) as client:
-            svc.pause_workers()
+            gate = svc.faults.block_jobs(count=1)  # processing: checked every reconcile_interval
             created = await client.submit("generic", upload)
+            await wait_until(lambda: svc.job(created.job_id).status == "processing")
             proxy.answer(
                 lambda method, path: method == "GET" and path.startswith("/jobs/"), rotating
             )
@@ -233,7 +234,7 @@ async def test_the_reconciler_survives_every_broken_answer(
             assert client.statistics().reconcile_errors >= len(BROKEN_ANSWERS)
             assert client.statistics().malformed_responses >= 5
             proxy.clear()
-            svc.resume_workers()
+            gate.open()
             with anyio.fail_after(10):
                 job = await client.wait(created.job_id)
             assert job.status == "completed"
