@@ -28,7 +28,7 @@ from cl_client._payloads import (
     decode_json,
     decode_worker,
 )
-from cl_client.plugins._hls_streaming import _resolve  # pyright: ignore[reportPrivateUsage]
+from cl_client.plugins._hls_streaming import _resolve
 from cl_client.plugins._results import (
     ExifMetadata,
     FaceDetectionOutput,

@@ -105,7 +105,9 @@ async def test_garbage_from_the_broker_is_dropped_and_counted(
             await complete_a_job(client, upload)
             # Every message is garbage on both topics, except the long job id, which is a valid
             # capability message (its id comes from the topic): 2 x 10 - 1, and the retained one.
-            await wait_until(lambda: client.statistics().malformed_messages == 2 * len(MQTT_GARBAGE))
+            await wait_until(
+                lambda: client.statistics().malformed_messages == 2 * len(MQTT_GARBAGE)
+            )
         assert svc.worker().worker_id in client.workers and "w-evil" not in client.workers
         dropped = [
             r.getMessage() for r in caplog.records if "dropped a malformed" in r.getMessage()

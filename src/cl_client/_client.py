@@ -26,6 +26,7 @@ from ._errors import (
     JobNotFoundError,
     JobTimeoutError,
     MqttError,
+    NotFoundError,
     ParameterError,
     ProtocolError,
     ServerError,
