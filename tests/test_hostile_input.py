@@ -223,7 +223,7 @@ async def test_the_reconciler_survives_every_broken_answer(
         await next(answers)(stream)
 
     async with FaultyProxy(svc.compute_url) as proxy:
-        settings = svc.settings(compute_url=proxy.url, http_timeout=0.5, reconcile_interval=0.1)
+        settings = svc.settings(compute_url=proxy.url, http_timeout=2.0, reconcile_interval=0.1)
         async with ComputeClient(settings) as client:
             gate = svc.faults.block_jobs(count=1)  # processing: checked every reconcile_interval
             created = await client.submit("generic", upload)
