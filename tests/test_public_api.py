@@ -17,6 +17,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+import subprocess
 import sys
 import types
 import typing
@@ -359,3 +360,31 @@ def test_version_comes_from_the_package_metadata() -> None:
     assert cl_client.__version__ == version("cl-client")
     assert cl_client.__version__.count(".") >= 2
     assert package_version("cl-client-no-such-distribution") == "0+unknown"
+
+
+def test_building_a_client_loads_neither_httpx_nor_plugins_nor_the_auth_client() -> None:
+    # What a script pays before it enters the client (benchmarks/import_time.py times it).
+    probe = (
+        "import sys\n"
+        "from cl_client import ComputeClient\n"
+        "client = ComputeClient(compute_url='http://127.0.0.1:1')\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+        ).stdout.split()
+    )
+    unwanted = {
+        "httpx",
+        "cl_client._http",
+        "cl_client.plugins._hash",
+        "cl_client.plugins._results",
+        "cl_client.auth._client",
+        "cl_client.auth._session",
+        "cl_client.testing",
+        "paho",
+        "aiomqtt",
+    }
+    assert loaded & unwanted == set()
+    assert "cl_client._client" in loaded
