@@ -69,6 +69,7 @@ _OTHER_GROUPS: dict[str, LazyCommand] = {
     "logout": LazyCommand("._session", "logout", "Forget the saved login"),
     "whoami": LazyCommand("._session", "whoami", "The logged-in user, permissions, token expiry"),
     "config": LazyCommand("._session", "config_group", "The effective settings: show"),
+    "journal": LazyCommand("._journal", "group", "What a --journal FILE holds: show"),
     "user": LazyCommand(
         "._users", "group", "User administration (admin): create, list, get, update, delete"
     ),

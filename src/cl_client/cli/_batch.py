@@ -11,6 +11,9 @@ For each input, in parallel under ``--concurrency``:
 4. delete the job (unless ``--keep-jobs``) and report the outcome: a JSON line at once with
    ``--json``, a line or the live display on stderr, the summary table at the end.
 
+With ``--journal FILE`` (:mod:`._journal`) each input is recorded before its upload starts and
+after each step, so a rerun skips what is done and re-attaches to jobs still running.
+
 A failed input never stops the others. Ctrl-C stops submitting, cancels what is in flight and
 reports the jobs left running on the server.
 """
@@ -26,7 +29,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import anyio
 import anyio.lowlevel
@@ -34,6 +37,7 @@ import anyio.lowlevel
 from ._command import CliError, ExitCode
 from ._context import App, describe_error
 from ._display import BatchDisplay, make_display, print_summary, totals_line
+from ._journal import Journal, content_hash, fingerprint
 from ._plugin import BatchOptions, ItemResult, PluginTask
 
 if TYPE_CHECKING:
@@ -62,6 +66,12 @@ class Item:
     job_id: str | None = None
     state: str = "pending"
     started: float | None = None
+    key: str | None = None
+    """Its journal row (``--journal``)."""
+    attach: str | None = None
+    """The job an earlier run submitted for it and is still running (``--journal``)."""
+    digest: str = ""
+    params: str = ""
 
 
 @dataclass
@@ -240,6 +250,55 @@ async def staged(directory: Path, *, overwrite: bool) -> AsyncGenerator[Path]:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
 
 
+class _Journaled:
+    """The batch's journal, spoken in items."""
+
+    def __init__(self, journal: Journal, task_type: str) -> None:
+        self.journal = journal
+        self.task_type = task_type
+
+    def plan(self, items: Sequence[Item], task: PluginTask) -> None:
+        """Give each item its key: the task, its parameters, the input, its output, its hash."""
+        attributes = cast(dict[str, object], vars(task))
+        params = {k: v for k, v in attributes.items() if not k.startswith("_")}
+        for item in items:
+            target = str(item.target) if item.target is not None else None
+            item.params = fingerprint(self.task_type, params, item.label, target)
+            item.key = Journal.key(item.params, item.digest)
+
+    def submitting(self, item: Item) -> None:
+        assert item.key is not None
+        self.journal.submitting(
+            item.key,
+            label=item.label,
+            task_type=self.task_type,
+            digest=item.digest,
+            params=item.params,
+        )
+
+    def submitted(self, item: Item, job_id: str) -> None:
+        assert item.key is not None
+        self.journal.submitted(item.key, job_id)
+
+    def completed(self, item: Item, outputs: Sequence[Path]) -> None:
+        assert item.key is not None
+        self.journal.completed(item.key, outputs)
+
+    def failed(self, item: Item, error: str) -> None:
+        if item.key is not None:
+            self.journal.failed(item.key, error)
+
+
+def _prepare(items: Sequence[Item]) -> None:
+    """Hash every input, and remove the staging directories a killed run left behind."""
+    for item in items:
+        item.digest = content_hash(item.path)
+        target = item.target
+        if target is not None and target.parent.is_dir():
+            for stale in target.parent.glob(".cl-client-*.partial"):
+                shutil.rmtree(stale, ignore_errors=True)
+
+
 class _Runner:
     """Runs the items of one batch against one client."""
 
@@ -251,7 +310,9 @@ class _Runner:
         options: BatchOptions,
         display: BatchDisplay,
         report: Callable[[ItemOutcome], None],
+        journal: _Journaled | None = None,
     ) -> None:
+        self.journal = journal
         self.app = app
         self.client = client
         self.task = task
@@ -282,6 +343,8 @@ class _Runner:
         except Exception as exc:
             code, message = describe_error(exc)
             outcome = ItemOutcome(item, "failed", error=message, code=code)
+            if self.journal is not None and item.job_id is None:
+                self.journal.failed(item, message)
         outcome.elapsed = anyio.current_time() - item.started
         del self.in_flight[item.index]
         self.report(outcome)
@@ -296,33 +359,63 @@ class _Runner:
         # An upload in progress when Ctrl-C arrives gets a short grace period: once the server
         # has the file it has created a job, and the job's id must be learnt to be reported.
         await anyio.lowlevel.checkpoint()  # no new upload once Ctrl-C was pressed
+        job_id = await self._reattach(item) if item.attach is not None else None
+        if job_id is None:
+            job_id = await self._submit(item, on_progress)
+        if options.no_wait:
+            return ItemOutcome(item, "submitted")
+        with anyio.move_on_after(options.timeout if options.timeout is not None else math.inf):
+            final = await self.client.wait(job_id, raise_on_error=False)
+            return await self._finish(item, final)
+        return ItemOutcome(
+            item,
+            "timeout",
+            error=f"did not finish within {options.timeout:g} s; job {job_id} is still "
+            "on the server",
+            code=ExitCode.FAILED,
+        )
+
+    async def _reattach(self, item: Item) -> str | None:
+        """The job an earlier run left running for ``item``, if the server still has it."""
+        from cl_client import NotFoundError
+
+        assert item.attach is not None
+        try:
+            job = await self.client.get_job(item.attach)
+        except NotFoundError:
+            self.app.output.warn(
+                f"{item.label}: job {item.attach} of an earlier run is gone; submitting again"
+            )
+            return None
+        item.job_id = job.job_id
+        self.display.job_state(item, job.status)
+        return job.job_id
+
+    async def _submit(self, item: Item, on_progress: Callable[[JobUpdate], None]) -> str:
+        if self.journal is not None:
+            self.journal.submitting(item)  # before anything is sent
         job: JobResponse | None = None
         with anyio.CancelScope(shield=True) as upload:
             self.uploads.add(upload)
             try:
-                job = await self.task.submit(self.client, item.path, options.priority, on_progress)
+                job = await self.task.submit(
+                    self.client, item.path, self.options.priority, on_progress
+                )
             finally:
                 self.uploads.discard(upload)
         if job is None:  # the grace period ran out: the upload was abandoned
             await anyio.lowlevel.checkpoint()  # the batch is cancelled: this raises
             raise CliError("the upload was abandoned")  # pragma: no cover
         item.job_id = job.job_id
+        if self.journal is not None:
+            self.journal.submitted(item, job.job_id)
         self.display.job_state(item, job.status)
-        if options.no_wait:
-            return ItemOutcome(item, "submitted")
-        with anyio.move_on_after(options.timeout if options.timeout is not None else math.inf):
-            final = await self.client.wait(job.job_id, raise_on_error=False)
-            return await self._finish(item, final)
-        return ItemOutcome(
-            item,
-            "timeout",
-            error=f"did not finish within {options.timeout:g} s; job {job.job_id} is still "
-            "on the server",
-            code=ExitCode.FAILED,
-        )
+        return job.job_id
 
     async def _finish(self, item: Item, final: JobResponse) -> ItemOutcome:
         if final.is_failed:
+            if self.journal is not None:
+                self.journal.failed(item, final.error_message or "the job failed")
             await self._delete(final.job_id)
             return ItemOutcome(
                 item,
@@ -332,6 +425,8 @@ class _Runner:
             )
         self.display.job_state(item, "saving" if item.target is not None else "fetching")
         result = await self._collect(item, final)
+        if self.journal is not None:
+            self.journal.completed(item, result.outputs)
         await self._delete(final.job_id)
         return ItemOutcome(item, "completed", result=result)
 
@@ -376,10 +471,66 @@ class _Tally:
 async def run_batch(app: App, task: PluginTask, options: BatchOptions) -> ExitCode:
     """Run one plugin over every input; the exit code says how it went."""
     items = plan_items(task, options)
+    if options.journal is None:
+        return await _run(app, task, options, items, None)
+    journal = Journal(options.journal)
+    try:
+        journaled = _Journaled(journal, task.task_type)
+        await anyio.to_thread.run_sync(_prepare, items)
+        journaled.plan(items, task)
+        return await _run(app, task, options, items, journaled)
+    finally:
+        journal.close()
+
+
+def _from_journal(journaled: _Journaled, item: Item, options: BatchOptions) -> ItemOutcome | None:
+    """What the journal says of ``item``: an outcome if nothing is to be done, else None
+    (with ``item.attach`` set when its job of an earlier run may still be running)."""
+    assert item.key is not None
+    row = journaled.journal.get(item.key)
+    if row is None:
+        return None
+    item.job_id = row.job_id
+    if row.state == "completed":
+        return ItemOutcome(
+            item,
+            "skipped",
+            result=ItemResult("done in an earlier run", outputs=[Path(p) for p in row.outputs]),
+            error=f"done in an earlier run (journal {options.journal})",
+        )
+    if row.state == "failed" and not options.retry_failed:
+        return ItemOutcome(
+            item,
+            "failed",
+            error=f"failed in an earlier run: {row.error} (--retry-failed resubmits it)",
+            code=ExitCode.FAILED,
+        )
+    if row.state == "submitted":
+        item.attach = row.job_id
+    else:
+        item.job_id = None
+    return None
+
+
+async def _run(
+    app: App,
+    task: PluginTask,
+    options: BatchOptions,
+    items: list[Item],
+    journaled: _Journaled | None,
+) -> ExitCode:
     tally = _Tally()
     todo: list[Item] = []
     for item in items:
+        if journaled is not None:
+            earlier = _from_journal(journaled, item, options)
+            if earlier is not None:
+                tally.add(earlier)
+                continue
         if item.target is not None and not options.overwrite and item.target.exists():
+            if journaled is not None and item.attach is not None:
+                # Killed after its output was saved but before the journal heard of it.
+                journaled.completed(item, [item.target])
             tally.add(
                 ItemOutcome(
                     item, "skipped", error=f"{item.target} exists (--overwrite replaces it)"
@@ -409,7 +560,7 @@ async def run_batch(app: App, task: PluginTask, options: BatchOptions) -> ExitCo
                 skipped, tally.outcomes = tally.outcomes, []
                 for outcome in skipped:
                     report(outcome)
-                runner = _Runner(app, client, task, options, display, report)
+                runner = _Runner(app, client, task, options, display, report, journaled)
                 from cl_client.plugins import run_parallel
 
                 forget = app.on_interrupt(runner.interrupted)

@@ -50,6 +50,9 @@ class BatchOptions:
     keep_jobs: bool = False
     overwrite: bool = False
     priority: int = 5
+    journal: Path | None = None
+    """``--journal FILE``: record every input's progress there and resume from it."""
+    retry_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,18 @@ def _batch_params() -> list[click.Parameter]:
             ["--keep-jobs"], is_flag=True, help="Leave the jobs on the server (default: deleted)."
         ),
         click.Option(["--overwrite"], is_flag=True, help="Replace outputs that already exist."),
+        click.Option(
+            ["--journal"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="FILE",
+            help="Record each input's job and outcome in this SQLite file; rerunning with it "
+            "skips what is done, re-attaches to running jobs and submits only the rest.",
+        ),
+        click.Option(
+            ["--retry-failed"],
+            is_flag=True,
+            help="With --journal: resubmit the inputs that failed in an earlier run.",
+        ),
     ]
 
 
@@ -166,12 +181,16 @@ _BATCH_KEYS = (
     "no_wait",
     "keep_jobs",
     "overwrite",
+    "journal",
+    "retry_failed",
 )
 
 
 def _batch_options(ctx: click.Context, values: dict[str, object]) -> BatchOptions:
     output = cast(str | None, values["output"])
     no_wait = cast(bool, values["no_wait"])
+    if cast(bool, values["retry_failed"]) and values["journal"] is None:
+        raise click.UsageError("--retry-failed needs --journal", ctx=ctx)
     if no_wait and output is not None:
         raise click.UsageError("--no-wait saves nothing: drop --output (or --no-wait)", ctx=ctx)
     return BatchOptions(
@@ -186,6 +205,8 @@ def _batch_options(ctx: click.Context, values: dict[str, object]) -> BatchOption
         no_wait=no_wait,
         keep_jobs=cast(bool, values["keep_jobs"]) or no_wait,
         overwrite=cast(bool, values["overwrite"]),
+        journal=cast(Path | None, values["journal"]),
+        retry_failed=cast(bool, values["retry_failed"]),
     )
 
 
