@@ -19,6 +19,7 @@ from cl_client import (
     JobTimeoutError,
     JobUpdate,
     NotFoundError,
+    ParameterError,
     PermissionDeniedError,
     ProtocolError,
     RequestValidationError,
@@ -33,6 +34,8 @@ from cl_client._backoff import Backoff
 from cl_client._errors import error_from_response
 from cl_client._hub import JobHub
 from cl_client._payloads import decode_job_event, decode_job_status, decode_worker, topic_tail
+from cl_client._settings import SettingsModel
+from cl_client.auth import SessionSettings
 
 
 def upd(status: str, progress: int = 0, job_id: str = "j1") -> JobUpdate:
@@ -361,3 +364,24 @@ def test_bad_mqtt_urls_never_echo_the_password() -> None:
             ClientSettings(mqtt_url=url)
         assert "s3cret" not in str(info.value)
         assert "***" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        (ClientSettings, "compute_url"),
+        (ClientSettings, "mqtt_url"),
+        (SessionSettings, "auth_url"),
+        (SessionSettings, "compute_url"),
+        (SessionSettings, "mqtt_url"),
+    ],
+)
+def test_both_settings_classes_check_their_urls_the_same_way(
+    model: type[SettingsModel], field: str
+) -> None:
+    with pytest.raises(ParameterError, match=rf"invalid {model.__name__}: {field}: "):
+        _ = model.from_values({field: "ftp://" if field == "mqtt_url" else "nope"})
+    good = "mqtt://u:secret@broker:1883" if field == "mqtt_url" else "http://u:secret@host:1/"
+    settings = model.from_values({field: good})
+    assert getattr(settings, field) == good.rstrip("/")  # http(s) URLs lose a trailing slash
+    assert "secret" not in repr(settings)

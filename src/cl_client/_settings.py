@@ -152,7 +152,8 @@ class SettingsModel(BaseModel):
     """A settings model whose validation errors are ParameterErrors naming the field.
 
     Construct it with keywords (``ClientSettings(http_timeout=5)``) or :meth:`from_values`;
-    reprs hide the credentials of every URL.
+    ``compute_url``/``auth_url`` must be http(s) URLs (trailing slash dropped) and ``mqtt_url``
+    an MQTT URL, in every subclass that has them; reprs hide the credentials of every URL.
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(
@@ -169,6 +170,18 @@ class SettingsModel(BaseModel):
     def from_values(cls, values: Mapping[str, object]) -> Self:
         """Settings from a mapping of field names to values (ParameterError if invalid)."""
         return cls(**values)
+
+    # The URL fields of the subclasses, checked in one place (the ParameterError names the field).
+    @field_validator("compute_url", "auth_url", check_fields=False)
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        return check_http_url(value, "the URL")
+
+    @field_validator("mqtt_url", check_fields=False)
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parse_mqtt_url(value)
+        return value
 
     def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
         # Never show credentials embedded in a URL.
@@ -265,17 +278,6 @@ class ClientSettings(SettingsModel):
     )
     job_cache_size: int = Field(default=10_000, ge=1)
     callback_queue_size: int = Field(default=1_000, ge=1)
-
-    @field_validator("compute_url")
-    @classmethod
-    def _check_compute_url(cls, value: str) -> str:
-        return check_http_url(value, "the URL")
-
-    @field_validator("mqtt_url")
-    @classmethod
-    def _check_mqtt_url(cls, value: str) -> str:
-        parse_mqtt_url(value)
-        return value
 
     @property
     def mqtt(self) -> MqttEndpoint:

@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar, Unpack
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from .._settings import (
     ClientSettings,
     SettingsModel,
     SettingsOverrides,
-    check_http_url,
     env_values,
-    parse_mqtt_url,
     with_overrides,
 )
 
@@ -56,17 +54,6 @@ class SessionSettings(SettingsModel):
     current_user_path: str = "/users/me"
     users_path: str = "/users/"
     user_path: str = "/users/{user_id}"
-
-    @field_validator("auth_url", "compute_url")
-    @classmethod
-    def _check_http_url(cls, value: str) -> str:
-        return check_http_url(value, "the URL")  # the field is named by the ParameterError
-
-    @field_validator("mqtt_url")
-    @classmethod
-    def _check_mqtt_url(cls, value: str) -> str:
-        parse_mqtt_url(value)
-        return value
 
     def compute_settings(self, **overrides: Unpack[SettingsOverrides]) -> ClientSettings:
         """ClientSettings for the compute service of this session (keywords win; ParameterError
