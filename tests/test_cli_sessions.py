@@ -372,3 +372,17 @@ async def test_user_usage_errors() -> None:
     assert nothing.code == ExitCode.USAGE and "nothing to change" in nothing.stderr
     no_password = await cli("user", "create", "dave")
     assert no_password.code == ExitCode.USAGE and "--password" in no_password.stderr
+
+
+async def test_server_guest_mode_uses_the_saved_login(
+    compute: LocalComputeService, auth: LocalAuthService
+) -> None:
+    base = _base(compute, auth)
+    assert (await cli(*base, "login", "-u", "alice", "--password", ALICE_PW)).code == 0
+    refused = await cli(*base, "server", "guest-mode", "on")
+    assert refused.code == ExitCode.UNAVAILABLE, refused
+    assert not compute.guest_mode
+    await _login_admin(base)
+    switched = await cli(*base, "server", "guest-mode", "on")
+    assert switched.code == 0, switched
+    assert compute.guest_mode
