@@ -46,7 +46,7 @@ from ._models import (
 from ._payloads import check_identifier, decode_body, decode_job_response
 from ._settings import ClientSettings, redact_url
 from .auth import AuthProvider
-from .auth._providers import IDEMPOTENT_METHODS, send_with_retry
+from .auth._providers import send_with_retry
 
 __all__ = ["ComputeHttp", "FileArg", "FormValue", "local_errors", "local_path", "safe_join"]
 
@@ -152,9 +152,6 @@ class ComputeHttp:
             return self.client.build_request(
                 method, url, params=params, data=data, files=files, headers=headers
             )
-
-    def _retry_401(self, response: httpx.Response, method: str, retried: bool) -> bool:
-        return response.status_code == 401 and not retried and method in IDEMPOTENT_METHODS
 
     async def send(
         self,
@@ -298,35 +295,36 @@ class ComputeHttp:
             await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.part-{os.getpid()}-{id(target):x}")
         timeout = self.settings.http_timeout
-        retried = False
+
+        async def attempt(headers: Mapping[str, str]) -> tuple[httpx.Response, bytes]:
+            request = self._request("GET", url_path, headers)
+            shown = describe(request)
+            with anyio.move_on_after(timeout):
+                with mapped_errors(shown, self._hint):
+                    response = await self.client.send(request, stream=True)
+                try:
+                    if response.status_code < 400:
+                        await self._save(response, partial, target, shown)
+                        with local_errors(target):
+                            await anyio.Path(partial).replace(target)
+                        return response, b""
+                    with mapped_errors(shown):
+                        body = await read_body(response, self.settings.max_response_size, shown)
+                    return response, body
+                finally:
+                    await close_response(response)
+            raise timed_out(shown, timeout)
+
         try:
-            while True:
-                headers = await self.auth.get_headers()
-                request = self._request("GET", url_path, headers)
-                shown = describe(request)
-                with anyio.move_on_after(timeout):
-                    with mapped_errors(shown, self._hint):
-                        response = await self.client.send(request, stream=True)
-                    try:
-                        if response.status_code < 400:
-                            await self._save(response, partial, target, shown)
-                            with local_errors(target):
-                                await anyio.Path(partial).replace(target)
-                            return target
-                        with mapped_errors(shown):
-                            body = await read_body(response, self.settings.max_response_size, shown)
-                    finally:
-                        await close_response(response)
-                    if self._retry_401(response, "GET", retried) and (
-                        await self.auth.handle_unauthorized()
-                    ):
-                        retried = True
-                        continue
-                    error = error_from_response(response, body)
-                    if isinstance(error, NotFoundError):
-                        raise _file_not_found(job_id, error)
-                    raise error
-                raise timed_out(shown, timeout)
+            response, body = await send_with_retry(
+                "GET", self.auth, attempt, lambda r: r[0].status_code
+            )
+            if response.status_code < 400:
+                return target
+            error = error_from_response(response, body)
+            if isinstance(error, NotFoundError):
+                raise _file_not_found(job_id, error)
+            raise error
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
                 await anyio.Path(partial).unlink(missing_ok=True)
