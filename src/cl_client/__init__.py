@@ -16,10 +16,10 @@ for httpx, pydantic and the MQTT stack up front. Public names report this module
 
 from __future__ import annotations
 
-import importlib
 import sys
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
+from ._public import load_lazy as _load_lazy
 from ._public import set_public_module as _set_public_module
 
 if TYPE_CHECKING:
@@ -127,12 +127,8 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cl_client' has no attribute {name!r}")
-    value = cast(object, getattr(importlib.import_module(module, __name__), name))
+    value = _load_lazy(globals(), __name__, _LAZY, name)
     _name_loaded()
-    globals()[name] = value  # the next access is a plain module attribute
     return value
 
 

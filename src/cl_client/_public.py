@@ -6,10 +6,12 @@ that defines it, and so do tracebacks, ``help()`` and pickles.
 
 from __future__ import annotations
 
+import importlib
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import cast
 
-__all__ = ["DEFINED_IN", "set_public_module"]
+__all__ = ["DEFINED_IN", "load_lazy", "set_public_module"]
 
 DEFINED_IN: dict[str, str] = {}
 """``"cl_client.NotFoundError"`` -> ``"cl_client._errors"``: where each renamed name is defined
@@ -31,3 +33,18 @@ def set_public_module(namespace: Mapping[str, object], names: Iterable[str], mod
         if isinstance(obj, type | types.FunctionType) and _is_private(obj.__module__):
             DEFINED_IN[f"{module}.{obj.__qualname__}"] = obj.__module__
             obj.__module__ = module
+
+
+def load_lazy(
+    namespace: MutableMapping[str, object], package: str, lazy: Mapping[str, str], name: str
+) -> object:
+    """A package's PEP 562 ``__getattr__``: import ``name`` from its private module (``lazy``
+    maps public names to relative module names), give it ``package`` as its public module and
+    keep it in ``namespace`` so the next access is a plain module attribute."""
+    module = lazy.get(name)
+    if module is None:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    value = cast(object, getattr(importlib.import_module(module, package), name))
+    set_public_module({name: value}, [name], package)
+    namespace[name] = value
+    return value

@@ -15,10 +15,9 @@ the one-call form.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from .._public import set_public_module as _set_public_module
+from .._public import load_lazy as _load_lazy
 
 if TYPE_CHECKING:
     from ._clip_embedding import ClipEmbeddingPlugin
@@ -87,13 +86,7 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = cast(object, getattr(importlib.import_module(module, __name__), name))
-    _set_public_module({name: value}, [name], __name__)
-    globals()[name] = value  # the next access is a plain module attribute
-    return value
+    return _load_lazy(globals(), __name__, _LAZY, name)
 
 
 def __dir__() -> list[str]:
