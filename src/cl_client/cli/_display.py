@@ -124,6 +124,35 @@ class LineDisplay(BatchDisplay):
         )
 
 
+class _LiveRefresher:
+    """A rich ``Live`` redrawn ten times a second by a task of its own (both live displays)."""
+
+    def __init__(self) -> None:
+        self._live: Live | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def start(self, live: Live) -> None:
+        self._live = live
+        live.start()
+        self._tg = await anyio.create_task_group().__aenter__()
+        self._tg.start_soon(self._refresh)
+
+    async def stop(self) -> Live | None:
+        """Stop redrawing and hand back the ``Live`` for the caller to stop."""
+        tg, live = self._tg, self._live
+        self._tg = self._live = None
+        if tg is not None:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+        return live
+
+    async def _refresh(self) -> None:
+        while True:
+            if self._live is not None:
+                self._live.refresh()
+            await anyio.sleep(0.1)
+
+
 class LiveDisplay(BatchDisplay):
     """The rich live display on stderr; redrawn by its own task while the batch runs."""
 
@@ -133,14 +162,13 @@ class LiveDisplay(BatchDisplay):
         self._task = task
         self._title = title
         self._items: dict[int, Item] = {}
-        self._live: Live | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._refresher = _LiveRefresher()
 
     async def __aenter__(self) -> Self:
         from rich.live import Live
 
         console = self._app.output.err_console
-        self._live = Live(
+        live = Live(
             self,
             console=console,
             auto_refresh=False,
@@ -148,9 +176,7 @@ class LiveDisplay(BatchDisplay):
             redirect_stdout=self._app.output.stdout_is_tty,
             redirect_stderr=True,
         )
-        self._live.start()
-        self._tg = await anyio.create_task_group().__aenter__()
-        self._tg.start_soon(self._refresh)
+        await self._refresher.start(live)
         return self
 
     async def __aexit__(
@@ -159,21 +185,11 @@ class LiveDisplay(BatchDisplay):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tg, live = self._tg, self._live
-        self._tg = self._live = None
-        if tg is not None:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
+        live = await self._refresher.stop()
         if live is not None:
             self._items.clear()
             live.refresh()
             live.stop()
-
-    async def _refresh(self) -> None:
-        while True:
-            if self._live is not None:
-                self._live.refresh()
-            await anyio.sleep(0.1)
 
     def job_state(self, item: Item, state: str) -> None:
         super().job_state(item, state)
@@ -328,8 +344,7 @@ class JobsDisplay:
         self._app = app
         self._states: dict[str, tuple[str, int, str]] = dict.fromkeys(job_ids, ("waiting", 0, ""))
         self._started = time.monotonic()
-        self._live: Live | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._refresher = _LiveRefresher()
 
     def update(self, update: JobUpdate) -> None:
         task = update.job.task_type if update.job is not None else ""
@@ -344,10 +359,8 @@ class JobsDisplay:
         if out.live and not out.json:
             from rich.live import Live
 
-            self._live = Live(self, console=out.err_console, auto_refresh=False, transient=True)
-            self._live.start()
-            self._tg = await anyio.create_task_group().__aenter__()
-            self._tg.start_soon(self._refresh)
+            live = Live(self, console=out.err_console, auto_refresh=False, transient=True)
+            await self._refresher.start(live)
         return self
 
     async def __aexit__(
@@ -356,19 +369,9 @@ class JobsDisplay:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tg, live = self._tg, self._live
-        self._tg = self._live = None
-        if tg is not None:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
+        live = await self._refresher.stop()
         if live is not None:
             live.stop()
-
-    async def _refresh(self) -> None:
-        while True:
-            if self._live is not None:
-                self._live.refresh()
-            await anyio.sleep(0.1)
 
     def __rich__(self) -> RenderableType:
         from rich.table import Table
