@@ -20,8 +20,8 @@ import gc
 import timeit
 from collections.abc import Callable
 
-from cl_client._errors import ProtocolError
-from cl_client._payloads import decode_job_event, decode_worker
+from cl_client._core.errors import ProtocolError
+from cl_client._core.payloads import decode_job_event, decode_worker
 
 REAL_EVENT = (
     b'{"job_id": "4080ea61-1d7b-4508-8ddf-23a6f21b6366", "event_type": "processing", '

@@ -35,7 +35,7 @@ CASES = {
 
 LAZY = [
     "httpx",
-    "cl_client._http",
+    "cl_client._transports.http",
     "cl_client.plugins._hash",
     "cl_client.plugins._results",
     "cl_client.auth._client",

@@ -25,7 +25,7 @@ from ._public import set_public_module as _set_public_module
 if TYPE_CHECKING:
     from ._callbacks import OnComplete, OnProgress
     from ._client import ClientStatistics, ComputeClient
-    from ._errors import (
+    from ._core.errors import (
         ApiError,
         AuthenticationError,
         BadRequestError,
@@ -47,9 +47,8 @@ if TYPE_CHECKING:
         TransportError,
         WorkerUnavailableError,
     )
-    from ._http import FileArg, FormValue
-    from ._mailbox import MailboxStatistics
-    from ._models import (
+    from ._core.mailbox import MailboxStatistics
+    from ._core.models import (
         CapabilitiesResponse,
         CleanupResult,
         ComputeConfig,
@@ -62,66 +61,67 @@ if TYPE_CHECKING:
         WorkerEvent,
         WorkerInfo,
     )
+    from ._core.settings import ClientSettings, MqttEndpoint, SettingsOverrides, parse_mqtt_url
+    from ._core.workers import WorkerWatch
     from ._options import RunOptions, SubmitOptions
-    from ._settings import ClientSettings, MqttEndpoint, SettingsOverrides, parse_mqtt_url
+    from ._transports.http import FileArg, FormValue
     from ._version import __version__ as __version__
     from ._watch import JobWatch
-    from ._workers import WorkerWatch
     from .auth import AuthClient, AuthProvider, JWTAuthProvider, NoAuthProvider, SessionManager
 
 # public name -> the module that defines it (imported on first use)
 _LAZY: dict[str, str] = {
-    "ApiError": "._errors",
+    "ApiError": "._core.errors",
     "AuthClient": ".auth",
     "AuthProvider": ".auth",
-    "AuthenticationError": "._errors",
-    "BadRequestError": "._errors",
-    "CapabilitiesResponse": "._models",
-    "ClClientError": "._errors",
-    "CleanupResult": "._models",
-    "ClientClosedError": "._errors",
-    "ClientSettings": "._settings",
+    "AuthenticationError": "._core.errors",
+    "BadRequestError": "._core.errors",
+    "CapabilitiesResponse": "._core.models",
+    "ClClientError": "._core.errors",
+    "CleanupResult": "._core.models",
+    "ClientClosedError": "._core.errors",
+    "ClientSettings": "._core.settings",
     "ClientStatistics": "._client",
     "ComputeClient": "._client",
-    "ComputeClientError": "._errors",
-    "ComputeConfig": "._models",
-    "DownloadError": "._errors",
-    "FileArg": "._http",
-    "FormValue": "._http",
+    "ComputeClientError": "._core.errors",
+    "ComputeConfig": "._core.models",
+    "DownloadError": "._core.errors",
+    "FileArg": "._transports.http",
+    "FormValue": "._transports.http",
     "JWTAuthProvider": ".auth",
-    "JobEvent": "._models",
-    "JobFailedError": "._errors",
-    "JobNotFoundError": "._errors",
-    "JobResponse": "._models",
-    "JobStatus": "._models",
-    "JobTimeoutError": "._errors",
-    "JobUpdate": "._models",
+    "JobEvent": "._core.models",
+    "JobFailedError": "._core.errors",
+    "JobNotFoundError": "._core.errors",
+    "JobResponse": "._core.models",
+    "JobStatus": "._core.models",
+    "JobTimeoutError": "._core.errors",
+    "JobUpdate": "._core.models",
     "JobWatch": "._watch",
-    "MailboxStatistics": "._mailbox",
-    "MqttEndpoint": "._settings",
-    "MqttError": "._errors",
+    "MailboxStatistics": "._core.mailbox",
+    "MqttEndpoint": "._core.settings",
+    "MqttError": "._core.errors",
     "NoAuthProvider": ".auth",
-    "NotFoundError": "._errors",
+    "NotFoundError": "._core.errors",
     "OnComplete": "._callbacks",
     "OnProgress": "._callbacks",
-    "ParameterError": "._errors",
-    "PermissionDeniedError": "._errors",
-    "ProtocolError": "._errors",
-    "RequestValidationError": "._errors",
+    "ParameterError": "._core.errors",
+    "PermissionDeniedError": "._core.errors",
+    "ProtocolError": "._core.errors",
+    "RequestValidationError": "._core.errors",
     "RunOptions": "._options",
-    "ServerError": "._errors",
-    "ServerInfo": "._models",
-    "SessionExpiredError": "._errors",
+    "ServerError": "._core.errors",
+    "ServerInfo": "._core.models",
+    "SessionExpiredError": "._core.errors",
     "SessionManager": ".auth",
-    "SettingsOverrides": "._settings",
-    "StorageInfo": "._models",
+    "SettingsOverrides": "._core.settings",
+    "StorageInfo": "._core.models",
     "SubmitOptions": "._options",
-    "TransportError": "._errors",
-    "WorkerEvent": "._models",
-    "WorkerInfo": "._models",
-    "WorkerUnavailableError": "._errors",
-    "WorkerWatch": "._workers",
-    "parse_mqtt_url": "._settings",
+    "TransportError": "._core.errors",
+    "WorkerEvent": "._core.models",
+    "WorkerInfo": "._core.models",
+    "WorkerUnavailableError": "._core.errors",
+    "WorkerWatch": "._core.workers",
+    "parse_mqtt_url": "._core.settings",
     "__version__": "._version",  # not in __all__: read from the package metadata on first use
 }
 

@@ -24,9 +24,9 @@ from typing import TypeAlias
 import anyio
 import anyio.lowlevel
 
-from ._errors import ClClientError
-from ._mailbox import MailboxSink, Wakeup
-from ._models import JobResponse, JobUpdate
+from ._core.errors import ClClientError
+from ._core.mailbox import MailboxSink, Wakeup
+from ._core.models import JobResponse, JobUpdate
 
 __all__ = ["CallbackRunner", "CallbackSubscription", "OnComplete", "OnProgress"]
 

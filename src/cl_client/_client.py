@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Literal, Self, Unpack
 import anyio
 import anyio.abc
 
-from ._backoff import Backoff
 from ._callbacks import CallbackRunner, CallbackSubscription, OnComplete, OnProgress
-from ._errors import (
+from ._core.backoff import Backoff
+from ._core.errors import (
     ClClientError,
     ClientClosedError,
     JobFailedError,
@@ -33,9 +33,9 @@ from ._errors import (
     TransportError,
     WorkerUnavailableError,
 )
-from ._groups import unwrap_group
-from ._hub import JobHub
-from ._models import (
+from ._core.groups import unwrap_group
+from ._core.hub import JobHub
+from ._core.models import (
     CapabilitiesResponse,
     CleanupResult,
     ComputeConfig,
@@ -45,13 +45,13 @@ from ._models import (
     StorageInfo,
     WorkerInfo,
 )
-from ._mqtt import MqttMessage, connect_mqtt
+from ._core.payloads import decode_job_event, decode_job_status, decode_worker, excerpt, topic_tail
+from ._core.reconcile import Reconciler, ReconcileSchedule, SchedulePolicy
+from ._core.settings import ClientSettings, SettingsOverrides, redact_url, with_overrides
+from ._core.workers import WorkerRegistry, WorkerWatch
 from ._options import SubmitOptions, job_options
-from ._payloads import decode_job_event, decode_job_status, decode_worker, excerpt, topic_tail
-from ._reconcile import Reconciler, ReconcileSchedule, SchedulePolicy
-from ._settings import ClientSettings, SettingsOverrides, redact_url, with_overrides
+from ._transports.mqtt.connection import MqttMessage, connect_mqtt
 from ._watch import JobWatch
-from ._workers import WorkerRegistry, WorkerWatch
 from .auth import AuthProvider, NoAuthProvider
 from .plugins._access import PluginAccess
 
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     # library, or a CLI's --help, does not pay for them)
     import httpx
 
-    from ._http import ComputeHttp, FileArg, FormValue
+    from ._transports.http import ComputeHttp, FileArg, FormValue
 
 __all__ = ["ClientStatistics", "ComputeClient"]
 
@@ -259,7 +259,7 @@ class ComputeClient(PluginAccess):
                     self.settings.http_timeout, connect=self.settings.connect_timeout
                 )
                 http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
-            from ._http import ComputeHttp
+            from ._transports.http import ComputeHttp
 
             self._http_layer = ComputeHttp(self.settings, self.auth, http)
             if self._check_server:
@@ -587,7 +587,7 @@ class ComputeClient(PluginAccess):
         an existing target is kept unless ``overwrite`` (DownloadError).
         """
         self._http.file_path(job_id, file_path)  # a bad path fails before anything else
-        from ._http import local_errors, local_path, safe_join
+        from ._transports.http import local_errors, local_path, safe_join
 
         target = local_path(dest, "the download target")
         with local_errors(target):
@@ -610,7 +610,7 @@ class ComputeClient(PluginAccess):
 
         A path that would land outside ``directory`` is refused before anything is fetched.
         """
-        from ._http import local_path, safe_join
+        from ._transports.http import local_path, safe_join
 
         root = local_path(directory, "the directory")
         targets = [(path, safe_join(root, path)) for path in file_paths]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TypedDict, cast
 
 from ._callbacks import OnComplete, OnProgress
-from ._checks import check_bool, check_callable, check_int, check_timeout
-from ._errors import ParameterError
+from ._core.checks import check_bool, check_callable, check_int, check_timeout
+from ._core.errors import ParameterError
 
 __all__ = ["CheckedOptions", "RunOptions", "SubmitOptions", "job_options"]
 

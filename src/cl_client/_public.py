@@ -14,7 +14,7 @@ from typing import cast
 __all__ = ["DEFINED_IN", "load_lazy", "set_public_module"]
 
 DEFINED_IN: dict[str, str] = {}
-"""``"cl_client.NotFoundError"`` -> ``"cl_client._errors"``: where each renamed name is defined
+"""``"cl_client.NotFoundError"`` -> ``"cl_client._core.errors"``: where each renamed name is defined
 (the exports test reads it to resolve the names in annotations)."""
 
 

@@ -1,16 +1,16 @@
 """``client.watch(job_id)``: an async iterator and async context manager over one job's updates.
 
-A :class:`~cl_client._mailbox.Mailbox` (an anyio object receive stream) whose sink is registered
-with the hub when the watch is created, so nothing published before the first ``__anext__`` is
-missed. It coalesces in-flight updates to the latest state but always keeps the terminal one,
-after which it ends; no task runs per watch.
+A :class:`~cl_client._core.mailbox.Mailbox` (an anyio object receive stream) whose sink is
+registered with the hub when the watch is created, so nothing published before the first
+``__anext__`` is missed. It coalesces in-flight updates to the latest state but always keeps the
+terminal one, after which it ends; no task runs per watch.
 """
 
 from __future__ import annotations
 
-from ._hub import JobHub
-from ._mailbox import Mailbox, MailboxSink
-from ._models import JobUpdate
+from ._core.hub import JobHub
+from ._core.mailbox import Mailbox, MailboxSink
+from ._core.models import JobUpdate
 
 __all__ = ["JobWatch"]
 

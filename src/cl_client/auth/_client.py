@@ -20,10 +20,10 @@ from typing import Self, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .._errors import ParameterError, ProtocolError, error_from_response
-from .._exchange import exchange, mapped_errors
-from .._payloads import decode_body, decode_json
-from .._settings import redact_url
+from .._core.errors import ParameterError, ProtocolError, error_from_response
+from .._core.payloads import decode_body, decode_json
+from .._core.settings import redact_url
+from .._transports.exchange import exchange, mapped_errors
 from ._models import PublicKey, Token, User
 from ._providers import AuthProvider, send_with_retry
 from ._settings import SessionSettings

@@ -14,7 +14,7 @@ from typing import cast
 
 from pydantic import JsonValue
 
-from .._errors import ProtocolError
+from .._core.errors import ProtocolError
 
 __all__ = ["decode_claims"]
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from .._errors import ProtocolError
+from .._core.errors import ProtocolError
 from ._jwt import decode_claims
 
 __all__ = ["PublicKey", "Token", "TokenClaims", "User"]

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import Protocol, TypeVar, runtime_checkable
 
-from .._errors import SessionExpiredError
+from .._core.errors import SessionExpiredError
 from ._models import Token
 
 __all__ = [

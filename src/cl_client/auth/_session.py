@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Literal, Self, Unpack
 import anyio
 import httpx
 
-from .._errors import AuthenticationError, SessionExpiredError
-from .._settings import ClientSettings, SettingsOverrides, with_overrides
+from .._core.errors import AuthenticationError, SessionExpiredError
+from .._core.settings import ClientSettings, SettingsOverrides, with_overrides
 from ._client import AuthClient
 from ._models import Token, User
 from ._providers import JWTAuthProvider

@@ -11,7 +11,7 @@ from typing import ClassVar, Unpack
 
 from pydantic import Field
 
-from .._settings import (
+from .._core.settings import (
     ClientSettings,
     SettingsModel,
     SettingsOverrides,

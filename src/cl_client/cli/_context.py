@@ -36,7 +36,7 @@ from typing import IO, TYPE_CHECKING, Final, TextIO, cast
 import anyio
 import anyio.abc
 
-from .._groups import unwrap_group
+from .._core.groups import unwrap_group
 from ._command import DEFAULTS, CliError, ExitCode, Invocation, RootOptions
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 import anyio
 from pydantic import JsonValue
 
-from .._checks import (
+from .._core.checks import (
     check_bool,
     check_choice,
     check_float,
@@ -26,10 +26,10 @@ from .._checks import (
     check_optional_int,
     check_timeout,
 )
-from .._errors import ClClientError, JobFailedError, JobNotFoundError, ParameterError
-from .._http import FileArg, FormValue
-from .._models import JobResponse
+from .._core.errors import ClClientError, JobFailedError, JobNotFoundError, ParameterError
+from .._core.models import JobResponse
 from .._options import RunOptions, job_options
+from .._transports.http import FileArg, FormValue
 
 if TYPE_CHECKING:
     from .._client import ComputeClient

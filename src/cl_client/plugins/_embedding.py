@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Unpack
 
-from .._http import FormValue
-from .._models import JobResponse
+from .._core.models import JobResponse
 from .._options import RunOptions, SubmitOptions
+from .._transports.http import FormValue
 from ._base import FileArg, PluginClient, check_bool
 from ._results import EmbeddingResult, build_embedding, check_numpy
 

@@ -11,10 +11,10 @@ import re
 from collections.abc import Sequence
 from typing import ClassVar, Unpack, cast
 
-from .._errors import ParameterError
-from .._http import FormValue
-from .._models import JobResponse
+from .._core.errors import ParameterError
+from .._core.models import JobResponse
 from .._options import RunOptions, SubmitOptions
+from .._transports.http import FormValue
 from ._base import FileArg, PluginClient
 from ._results import ExifMetadata, ExifResult, parse_payload
 

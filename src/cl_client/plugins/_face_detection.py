@@ -13,10 +13,10 @@ from typing import ClassVar, Unpack
 
 import anyio
 
-from .._errors import ParameterError
-from .._http import FormValue, local_errors, local_path, safe_join
-from .._models import JobResponse
+from .._core.errors import ParameterError
+from .._core.models import JobResponse
 from .._options import RunOptions, SubmitOptions
+from .._transports.http import FormValue, local_errors, local_path, safe_join
 from ._base import FileArg, PluginClient, check_bool, check_float
 from ._results import (
     DetectedFace,

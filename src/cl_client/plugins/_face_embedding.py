@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Unpack
 
-from .._models import JobResponse
+from .._core.models import JobResponse
 from .._options import SubmitOptions
 from ._base import FileArg
 from ._embedding import EmbeddingPlugin

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Unpack
 
-from .._http import FormValue
-from .._models import JobResponse
+from .._core.models import JobResponse
 from .._options import RunOptions, SubmitOptions
+from .._transports.http import FormValue
 from ._base import FileArg, PluginClient, check_choice
 from ._results import HashOutput, HashResult, parse_json_payload
 

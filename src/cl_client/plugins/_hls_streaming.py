@@ -21,11 +21,11 @@ from urllib.parse import unquote
 import anyio
 from pydantic import JsonValue
 
-from .._errors import DownloadError, ParameterError, ProtocolError
-from .._groups import unwrap_group
-from .._http import FormValue, local_errors, local_path, safe_join
-from .._models import JobResponse
+from .._core.errors import DownloadError, ParameterError, ProtocolError
+from .._core.groups import unwrap_group
+from .._core.models import JobResponse
 from .._options import RunOptions, SubmitOptions
+from .._transports.http import FormValue, local_errors, local_path, safe_join
 from ._base import FileArg, PluginClient, check_bool, check_int, json_param
 from ._results import (
     MAX_PLAYLIST,

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import ClassVar, Literal, Unpack
 
-from .._errors import ParameterError
-from .._http import FormValue
-from .._models import JobResponse
+from .._core.errors import ParameterError
+from .._core.models import JobResponse
 from .._options import RunOptions, SubmitOptions
+from .._transports.http import FormValue
 from ._base import FileArg, PluginClient, check_bool, check_choice, check_int
 from ._results import ConversionResult
 

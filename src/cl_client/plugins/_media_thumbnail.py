@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Unpack
 
-from .._http import FormValue
-from .._models import JobResponse
+from .._core.models import JobResponse
 from .._options import RunOptions, SubmitOptions
+from .._transports.http import FormValue
 from ._base import FileArg, PluginClient, check_bool, check_optional_int
 from ._results import MediaTypeOutput, ThumbnailResult, parse_payload
 

@@ -32,9 +32,9 @@ from typing import Generic, Self, TypeVar, cast
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._errors import JobFailedError, ParameterError
-from .._groups import unwrap_group
-from .._models import JobResponse
+from .._core.errors import JobFailedError, ParameterError
+from .._core.groups import unwrap_group
+from .._core.models import JobResponse
 
 __all__ = ["JobCompletions", "Outcome", "ParallelResults", "gather_parallel", "run_parallel"]
 

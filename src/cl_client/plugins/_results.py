@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, ClassVar, TypeAlias, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
-from .._errors import ParameterError, ProtocolError
-from .._models import JobResponse
-from .._payloads import decode_json
+from .._core.errors import ParameterError, ProtocolError
+from .._core.models import JobResponse
+from .._core.payloads import decode_json
 
 if TYPE_CHECKING:
     import numpy as np

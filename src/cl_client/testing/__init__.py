@@ -1,23 +1,44 @@
-"""Local CL Server services and pytest fixtures for testing without a real server."""
+"""Local CL Server services and pytest fixtures for testing without a real server.
 
-from cl_client._public import set_public_module as _set_public_module
-from cl_client.testing._auth_app import RecordedRequest, StoredUser
-from cl_client.testing._auth_service import LocalAuthService
-from cl_client.testing._broker import BrokerStats, EmbeddedBroker
-from cl_client.testing._compute_auth import ComputeAuthorizer
-from cl_client.testing._faults import (
-    EventAction,
-    EventMessage,
-    EventRule,
-    Faults,
-    JobAction,
-    JobRecord,
-    JobRule,
-    ReadRule,
-)
-from cl_client.testing._jobs import ComputeState, LocalWorker, generic_task
-from cl_client.testing._plugin_base import TaskContext, TaskFn, ffmpeg_path
-from cl_client.testing._service import LocalComputeService, WorkersSpec
+Three products, each in its own package:
+
+* ``broker``: :class:`EmbeddedBroker`, an MQTT broker in pure Python (no extra dependencies);
+* ``compute``: :class:`LocalComputeService`, the compute service with its nine plugins;
+* ``auth``: :class:`LocalAuthService`, the auth service.
+
+The last two need the ``local`` extra (``pip install 'cl-client[local]'``); names are imported
+when first used, so ``from cl_client.testing import EmbeddedBroker`` works without it and the
+others raise ModuleNotFoundError with the install command.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cl_client._public import load_lazy as _load_lazy
+
+if TYPE_CHECKING:
+    from cl_client.testing.auth import LocalAuthService, RecordedRequest, StoredUser
+    from cl_client.testing.broker import BrokerStats, EmbeddedBroker
+    from cl_client.testing.compute import (
+        ComputeAuthorizer,
+        ComputeState,
+        EventAction,
+        EventMessage,
+        EventRule,
+        Faults,
+        JobAction,
+        JobRecord,
+        JobRule,
+        LocalComputeService,
+        LocalWorker,
+        ReadRule,
+        TaskContext,
+        TaskFn,
+        WorkersSpec,
+        ffmpeg_path,
+        generic_task,
+    )
 
 __all__ = [
     "BrokerStats",
@@ -44,4 +65,30 @@ __all__ = [
     "generic_task",
 ]
 
-_set_public_module(globals(), __all__, __name__)
+_LAZY = {
+    **dict.fromkeys(("BrokerStats", "EmbeddedBroker"), ".broker"),
+    **dict.fromkeys(("LocalAuthService", "RecordedRequest", "StoredUser"), ".auth"),
+    **dict.fromkeys(
+        (
+            name
+            for name in __all__
+            if name
+            not in (
+                "BrokerStats",
+                "EmbeddedBroker",
+                "LocalAuthService",
+                "RecordedRequest",
+                "StoredUser",
+            )
+        ),
+        ".compute",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    return _load_lazy(globals(), __name__, _LAZY, name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
