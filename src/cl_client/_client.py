@@ -1,11 +1,11 @@
-"""ComputeClient: one task group, REST to the compute service, job and worker streams over MQTT."""
+"""ComputeClient, the front door: one task group, REST to the compute service, job and worker
+streams (the engine behind them: ``_engine.py``)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from contextlib import AsyncExitStack
@@ -18,15 +18,11 @@ import anyio
 import anyio.abc
 
 from ._callbacks import CallbackRunner, CallbackSubscription, OnComplete, OnProgress
-from ._core.backoff import Backoff
 from ._core.errors import (
-    ClClientError,
     ClientClosedError,
     JobFailedError,
     JobNotFoundError,
     JobTimeoutError,
-    MqttError,
-    NotFoundError,
     ParameterError,
     ProtocolError,
     ServerError,
@@ -34,7 +30,6 @@ from ._core.errors import (
     WorkerUnavailableError,
 )
 from ._core.groups import unwrap_group
-from ._core.hub import JobHub
 from ._core.models import (
     CapabilitiesResponse,
     CleanupResult,
@@ -45,12 +40,10 @@ from ._core.models import (
     StorageInfo,
     WorkerInfo,
 )
-from ._core.payloads import decode_job_event, decode_job_status, decode_worker, excerpt, topic_tail
-from ._core.reconcile import Reconciler, ReconcileSchedule, SchedulePolicy
 from ._core.settings import ClientSettings, SettingsOverrides, redact_url, with_overrides
-from ._core.workers import WorkerRegistry, WorkerWatch
+from ._core.workers import WorkerWatch
+from ._engine import Engine
 from ._options import SubmitOptions, job_options
-from ._transports.mqtt.connection import MqttMessage, connect_mqtt
 from ._watch import JobWatch
 from .auth import AuthProvider, NoAuthProvider
 from .plugins._access import PluginAccess
@@ -65,23 +58,6 @@ if TYPE_CHECKING:
 __all__ = ["ClientStatistics", "ComputeClient"]
 
 logger = logging.getLogger("cl_client")
-
-
-@dataclass
-class _Counters:
-    """The client's own running counters (the hub keeps its own); see ClientStatistics."""
-
-    mqtt_messages: int = 0
-    malformed_messages: int = 0
-    """MQTT messages dropped because they could not be decoded (logged with an excerpt)."""
-    malformed_responses: int = 0
-    """HTTP answers the reconciler dropped because they could not be decoded."""
-    reconnects: int = 0
-    reconciled: int = 0
-    reconcile_errors: int = 0
-    """Reconcile requests that failed (the job is checked again on a later round)."""
-    unconfirmed_terminal: int = 0
-    """Terminal MQTT updates that ``GET /jobs/{id}`` did not confirm (re-checked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +95,6 @@ class ClientStatistics:
     """Open callback subscriptions."""
     workers: int
     """Live workers known from their capability messages."""
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _some(names: Iterable[str], shown: int = 3) -> str:
@@ -182,26 +154,17 @@ class ComputeClient(PluginAccess):
         self._settings: ClientSettings = settings
         self._auth: AuthProvider = auth if auth is not None else NoAuthProvider()
         self._external_http = http_client
-        self._mqtt_backend: Literal["auto", "aiomqtt", "paho"] = mqtt_backend
         self._check_server = check_server
-        self._hub = JobHub(settings.job_cache_size)
-        self._registry = WorkerRegistry(settings.worker_ttl)
+        self._engine = Engine(settings, mqtt_backend)
+        self._hub = self._engine.hub
+        self._registry = self._engine.registry
         self._subscriptions: dict[str, CallbackSubscription] = {}
         self._callbacks = CallbackRunner()
-        self._schedule = ReconcileSchedule(
-            self._hub,
-            SchedulePolicy.from_settings(settings),
-            task_type_memory=settings.job_cache_size,
-        )
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._http_layer: ComputeHttp | None = None
         self._server_info: ServerInfo | None = None
         self._state: Literal["new", "open", "closed"] = "new"
-        self._mqtt_connected = False
-        self._stats = _Counters()
-        self._next_drop_log = 0.0
-        self._unlogged_drops = 0
 
     def __repr__(self) -> str:
         return (
@@ -222,20 +185,21 @@ class ComputeClient(PluginAccess):
     @property
     def mqtt_connected(self) -> bool:
         """Whether the MQTT feed is connected right now."""
-        return self._mqtt_connected
+        return self._engine.mqtt_connected
 
     def statistics(self) -> ClientStatistics:
         """A snapshot of the client's counters (a new object each call)."""
         hub = self._hub.stats
+        counters = self._engine.counters
         return ClientStatistics(
-            mqtt_connected=self._mqtt_connected,
-            mqtt_messages=self._stats.mqtt_messages,
-            malformed_messages=self._stats.malformed_messages,
-            reconnects=self._stats.reconnects,
-            reconciled=self._stats.reconciled,
-            reconcile_errors=self._stats.reconcile_errors,
-            malformed_responses=self._stats.malformed_responses,
-            unconfirmed_terminal=self._stats.unconfirmed_terminal,
+            mqtt_connected=self._engine.mqtt_connected,
+            mqtt_messages=counters.mqtt_messages,
+            malformed_messages=counters.malformed_messages,
+            reconnects=counters.reconnects,
+            reconciled=counters.reconciled,
+            reconcile_errors=counters.reconcile_errors,
+            malformed_responses=counters.malformed_responses,
+            unconfirmed_terminal=counters.unconfirmed_terminal,
             updates_received=hub.published,
             updates_accepted=hub.accepted,
             updates_dropped=hub.dropped,
@@ -265,19 +229,8 @@ class ComputeClient(PluginAccess):
             if self._check_server:
                 self._server_info = await self._http_layer.server_info()
             self._tg = await stack.enter_async_context(anyio.create_task_group())
-            if self.settings.mqtt_enabled:
-                await self._tg.start(self._run_feed)
-            reconciler = Reconciler(
-                self._schedule,
-                self._hub,
-                self._reconcile_get_job,
-                timeout=self.settings.http_timeout,
-                on_check=self._count_check,
-            )
-            self._tg.start_soon(reconciler.run)
+            await self._engine.start(self._tg, self._http_layer.get_job)
             self._tg.start_soon(self._callbacks.run, name="cl-client callbacks")
-            if self.settings.mqtt_enabled:
-                self._tg.start_soon(self._age_workers_loop)
         except BaseException as exc:
             self._state = "closed"
             if self._tg is not None:
@@ -343,8 +296,6 @@ class ComputeClient(PluginAccess):
             await stack.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
-        finally:
-            self._mqtt_connected = False  # the feed was cancelled with its connection
 
     @property
     def _http(self) -> ComputeHttp:
@@ -353,136 +304,6 @@ class ComputeClient(PluginAccess):
                 "the ComputeClient is not open: use it as `async with ComputeClient(...) as client`"
             )
         return self._http_layer
-
-    # -- MQTT feed ---------------------------------------------------------------------------
-    def _topics(self) -> list[str]:
-        topics = [self.settings.job_events_topic, self.settings.worker_topic("+")]
-        if self.settings.job_status_topic:
-            topics.append(self.settings.job_status_topic.replace("{job_id}", "+"))
-        return topics
-
-    async def _run_feed(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        settings = self.settings
-        backoff = Backoff(settings.reconnect_initial_delay, settings.reconnect_max_delay)
-        started = False
-        client_prefix = f"cl-client-{uuid.uuid4().hex[:12]}"
-        while True:
-            try:
-                async with connect_mqtt(
-                    settings.mqtt,
-                    client_id=client_prefix,
-                    keepalive=settings.mqtt_keepalive,
-                    connect_timeout=settings.connect_timeout,
-                    backend=self._mqtt_backend,
-                ) as conn:
-                    await conn.subscribe(*self._topics(), qos=1)
-                    self._mqtt_connected = True
-                    self._schedule.feed_up(anyio.current_time(), reconnect=started)
-                    if started:
-                        logger.info(
-                            "MQTT reconnected to %s; reconciling watched jobs", settings.mqtt.url
-                        )
-                    else:
-                        started = True
-                        task_status.started()
-                    backoff.reset()
-                    async for message in conn.messages():
-                        self._on_message(message)
-                    raise MqttError(f"MQTT connection to {settings.mqtt.url} closed")
-            except MqttError as exc:
-                self._mqtt_connected = False
-                if not started:
-                    raise
-                self._schedule.feed_down(anyio.current_time())
-                self._stats.reconnects += 1
-                delay = backoff.next_delay()
-                logger.warning("MQTT feed lost (%s); reconnecting in %.2f s", exc, delay)
-                await anyio.sleep(delay)
-
-    def _on_message(self, message: MqttMessage) -> None:
-        self._stats.mqtt_messages += 1
-        settings = self.settings
-        topic = message.topic
-        try:
-            if topic == settings.job_events_topic:
-                self._hub.publish(decode_job_event(message.payload), anyio.current_time())
-            elif (worker_id := topic_tail(topic, settings.worker_topic_prefix)) is not None:
-                info = decode_worker(worker_id, message.payload)
-                self._schedule.worker_update(
-                    worker_id, info, retained=message.retain, now=anyio.current_time()
-                )
-                self._registry.apply(worker_id, info, retained=message.retain, now_ms=_now_ms())
-            elif settings.job_status_topic and self._is_status_topic(topic):
-                self._hub.publish(decode_job_status(message.payload), anyio.current_time())
-        except ProtocolError as exc:
-            self._dropped_message(topic, message.payload, exc)
-        except Exception:  # a bug, not bad input: the feed must go on for everyone else
-            self._stats.malformed_messages += 1
-            logger.exception(
-                "error while handling a message on %r (payload %s)", topic, excerpt(message.payload)
-            )
-
-    def _dropped_message(self, topic: str, payload: bytes, exc: ProtocolError) -> None:
-        """Count a malformed message; log it (at most one WARNING a second, the rest DEBUG)."""
-        self._stats.malformed_messages += 1
-        now = time.monotonic()
-        if now < self._next_drop_log:
-            self._unlogged_drops += 1
-            logger.debug(
-                "dropped a malformed message on %r: %s (payload %s)", topic, exc, excerpt(payload)
-            )
-            return
-        more = self._unlogged_drops
-        self._unlogged_drops = 0
-        self._next_drop_log = now + 1.0
-        logger.warning(
-            "dropped a malformed message on %r: %s (payload %s)%s",
-            topic,
-            exc,
-            excerpt(payload),
-            f"; {more} more dropped in the last second" if more else "",
-        )
-
-    def _is_status_topic(self, topic: str) -> bool:
-        pattern = self.settings.job_status_topic or ""
-        head, _, tail = pattern.partition("{job_id}")
-        return (
-            topic.startswith(head) and topic.endswith(tail) and len(topic) > len(head) + len(tail)
-        )
-
-    # -- reconciliation (the schedule and its budget: _reconcile.py) --------------------------
-    def _count_check(self) -> None:
-        self._stats.reconciled += 1
-
-    async def _reconcile_get_job(self, job_id: str) -> JobResponse:
-        """``GET /jobs/{id}`` for the reconciler, counting failures in the statistics.
-
-        The Reconciler keeps a failure to its own job (checked again on its schedule).
-        """
-        try:
-            return await self._http.get_job(job_id)
-        except NotFoundError:
-            raise
-        except ClClientError as exc:
-            self._stats.reconcile_errors += 1
-            if isinstance(exc, ProtocolError):
-                self._stats.malformed_responses += 1
-                logger.warning("reconciling job %s: dropped a malformed answer: %s", job_id, exc)
-            raise
-
-    async def _age_workers_loop(self) -> None:
-        period = min(self.settings.worker_ttl / 3, 5.0)
-        while True:
-            await anyio.sleep(period)
-            for worker_id in self._registry.prune(_now_ms()):
-                self._schedule.forget_worker(worker_id)
-                logger.info(
-                    "worker %s aged out (no capability message for %s s)",
-                    worker_id,
-                    self.settings.worker_ttl,
-                )
 
     # -- REST --------------------------------------------------------------------------------
     @property
@@ -539,7 +360,7 @@ class ComputeClient(PluginAccess):
         """
         opts = job_options(options)
         created = await self._http.submit(task_type, file, params, opts.priority)
-        self._schedule.remember_task_type(created.job_id, created.task_type or task_type)
+        self._engine.schedule.remember_task_type(created.job_id, created.task_type or task_type)
         self._hub.publish(
             JobUpdate(job_id=created.job_id, status=created.status, source="submit"),
             anyio.current_time(),
@@ -732,7 +553,7 @@ class ComputeClient(PluginAccess):
                     return job
                 if not doubted:
                     doubted = True
-                    self._stats.unconfirmed_terminal += 1
+                    self._engine.counters.unconfirmed_terminal += 1
                     logger.warning(
                         "job %s: MQTT said %r but the server says %r; checking again",
                         update.job_id,

@@ -24,7 +24,8 @@ from cl_client import (
     TransportError,
 )
 from cl_client._core.hub import JobHub
-from cl_client._core.reconcile import Reconciler, ReconcileSchedule, SchedulePolicy
+from cl_client._core.reconcile import ReconcileSchedule, SchedulePolicy
+from cl_client._engine import Reconciler
 from cl_client.testing import JobRecord, LocalComputeService, generic_task
 from tests.util import wait_until
 

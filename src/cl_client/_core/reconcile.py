@@ -30,7 +30,7 @@ writes ``changed_at`` (and pushes a new deadline when it comes sooner than the o
 deadline that pops is recomputed from the job's current state and pushed back if it moved.
 
 :class:`ReconcileSchedule` is the sans-IO part (pure and synchronous, tested with a fake clock);
-:class:`Reconciler` runs it: one dispatcher task and one short task per request.
+``cl_client._engine.Reconciler`` runs it: one dispatcher task and one short task per request.
 """
 
 from __future__ import annotations
@@ -40,12 +40,9 @@ import itertools
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
-
-from .errors import ClClientError, NotFoundError
 from .hub import JobHub, JobInterest
 from .lifecycle import rank
 from .models import JobResponse, JobUpdate, WorkerInfo
@@ -59,7 +56,6 @@ __all__ = [
     "RECONNECT",
     "RateBudget",
     "ReconcileSchedule",
-    "Reconciler",
     "SchedulePolicy",
 ]
 
@@ -425,73 +421,3 @@ class ReconcileSchedule:
                 cls = PROCESSING
             interest.ready = cls
             heapq.heappush(self._ready, (cls, due, next(self._seq), interest))
-
-
-class Reconciler:
-    """Runs a :class:`ReconcileSchedule`: one dispatcher, one short task per request.
-
-    A request that fails (a transport error, a bad answer, a timeout) concerns its job only: the
-    job is checked again on its schedule. A 404 ends the job's watches with NotFoundError.
-    """
-
-    def __init__(
-        self,
-        schedule: ReconcileSchedule,
-        hub: JobHub,
-        get_job: Callable[[str], Awaitable[JobResponse]],
-        *,
-        timeout: float,
-        on_check: Callable[[], None] | None = None,
-    ) -> None:
-        self.schedule = schedule
-        self._hub = hub
-        self._get_job = get_job
-        self._timeout = timeout
-        self._on_check = on_check
-        self._wakeup = anyio.Event()
-        self._wake_at = -math.inf
-        schedule.on_sooner = self._sooner
-
-    def _sooner(self, when: float) -> None:
-        if when < self._wake_at:
-            self._wake_at = -math.inf
-            self._wakeup.set()
-
-    async def run(self) -> None:
-        """The dispatcher (runs until cancelled)."""
-        schedule = self.schedule
-        async with anyio.create_task_group() as tg:
-            while True:
-                now = anyio.current_time()
-                wait = schedule.next_action(now)
-                if wait <= 0:
-                    tg.start_soon(self._check, schedule.pop(now))
-                    continue
-                self._wakeup = anyio.Event()
-                self._wake_at = now + wait
-                with anyio.move_on_after(wait):
-                    await self._wakeup.wait()
-                self._wake_at = -math.inf
-
-    async def _check(self, interest: JobInterest) -> None:
-        job_id = interest.job_id
-        job: JobResponse | None = None
-        if self._on_check is not None:
-            self._on_check()
-        try:
-            with anyio.move_on_after(self._timeout) as scope:
-                job = await self._get_job(job_id)
-            if scope.cancelled_caught:
-                logger.debug("reconciling job %s: no answer within %s s", job_id, self._timeout)
-        except NotFoundError as exc:
-            self._hub.fail(job_id, exc)
-        except ClClientError as exc:
-            logger.debug("reconciling job %s failed: %s", job_id, exc)
-        except Exception:
-            # One job's check never takes the client down; it is retried on its schedule.
-            logger.exception("reconciling job %s failed unexpectedly", job_id)
-        finally:
-            now = anyio.current_time()
-            if job is not None:
-                self._hub.publish(JobUpdate.from_job(job), now)
-            self.schedule.finished(interest, now, job)
