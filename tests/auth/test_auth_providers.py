@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from cl_client import ProtocolError, SessionExpiredError
+from cl_client._transports.retry import IDEMPOTENT_METHODS, send_with_retry
 from cl_client.auth import (
     AuthProvider,
     JWTAuthProvider,
@@ -21,7 +22,6 @@ from cl_client.auth import (
     User,
     decode_claims,
 )
-from cl_client.auth._providers import IDEMPOTENT_METHODS, send_with_retry
 
 
 def _b64(data: bytes) -> str:

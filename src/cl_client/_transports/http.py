@@ -37,8 +37,6 @@ from .._core.models import (
 )
 from .._core.payloads import check_identifier, decode_body, decode_job_response
 from .._core.settings import ClientSettings, redact_url
-from ..auth import AuthProvider
-from ..auth._providers import send_with_retry
 from .exchange import (
     close_response,
     describe,
@@ -47,6 +45,7 @@ from .exchange import (
     read_body,
     timed_out,
 )
+from .retry import AuthProvider, send_with_retry
 
 __all__ = ["ComputeHttp", "FileArg", "FormValue", "local_errors", "local_path", "safe_join"]
 
@@ -165,7 +164,7 @@ class ComputeHttp:
         """Send a request with auth headers and return the body of a successful answer.
 
         An error status raises the matching ApiError; a 401 on an idempotent request asks the
-        auth provider and is retried once (:func:`~cl_client.auth._providers.send_with_retry`).
+        auth provider and is retried once (:func:`~cl_client._transports.retry.send_with_retry`).
         """
         settings = self.settings
 

@@ -24,8 +24,9 @@ from .._core.errors import ParameterError, ProtocolError, error_from_response
 from .._core.payloads import decode_body, decode_json
 from .._core.settings import redact_url
 from .._transports.exchange import exchange, mapped_errors
+from .._transports.retry import send_with_retry
 from ._models import PublicKey, Token, User
-from ._providers import AuthProvider, send_with_retry
+from ._providers import AuthProvider
 from ._settings import SessionSettings
 
 __all__ = ["AuthClient"]

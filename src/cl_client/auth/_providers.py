@@ -6,47 +6,25 @@
   refreshed before it expires, one refresh shared by all concurrent requests, and renewed once
   after a 401 on an idempotent request.
 
-``send_with_retry`` is the one loop every authorised request goes through (compute's and the
-auth service's): headers, send, and after a 401 on an idempotent method ask the provider and
-retry at most once.
+The AuthProvider protocol and the one 401-retry loop every authorised request goes through
+(compute's and the auth service's) live with the HTTP transport, ``cl_client._transports.retry``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from .._core.errors import SessionExpiredError
+from .._transports.retry import AuthProvider
 from ._models import Token
 
 __all__ = [
-    "IDEMPOTENT_METHODS",
     "AuthProvider",
     "JWTAuthProvider",
     "NoAuthProvider",
     "TokenSource",
-    "send_with_retry",
 ]
-
-_R = TypeVar("_R")
-
-IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-"""The methods retried after a 401: the idempotent ones of RFC 9110 §9.2.2 that we send (never
-POST: a refused submission is reported, not repeated)."""
-
-
-@runtime_checkable
-class AuthProvider(Protocol):
-    """Supplies the headers for each request, and may refresh a token first."""
-
-    async def get_headers(self) -> dict[str, str]:
-        """Headers to put on the next request (may refresh a token before answering)."""
-        ...
-
-    async def handle_unauthorized(self) -> bool:
-        """Called after a 401. True if a retry may now succeed (for example after a refresh)."""
-        ...
 
 
 @runtime_checkable
@@ -76,30 +54,6 @@ class NoAuthProvider:
 
     def __repr__(self) -> str:
         return "NoAuthProvider()"
-
-
-async def send_with_retry(
-    method: str,
-    provider: AuthProvider | None,
-    send: Callable[[Mapping[str, str]], Awaitable[_R]],
-    status: Callable[[_R], int],
-) -> _R:
-    """``send(headers)`` with the provider's headers; after a 401 to an idempotent method, if
-    ``provider.handle_unauthorized()`` says a retry may succeed, once more with fresh headers.
-
-    Without a provider, ``send({})`` once. ``status`` reads the status code of what ``send``
-    returns; the caller maps error statuses (including a second 401) to errors.
-    """
-    if provider is None:
-        return await send({})
-    result = await send(await provider.get_headers())
-    if (
-        status(result) == 401
-        and method in IDEMPOTENT_METHODS
-        and await provider.handle_unauthorized()
-    ):
-        result = await send(await provider.get_headers())
-    return result
 
 
 # The token the current task last sent, per provider: handle_unauthorized() runs in the task

@@ -31,7 +31,7 @@ from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequen
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final, TextIO, cast
+from typing import IO, TYPE_CHECKING, TextIO, cast
 
 import anyio
 import anyio.abc
@@ -57,11 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("cl_client.cli")
-
-LOCAL_EXTRA_HINT_TEXT: Final = (
-    "the local compute service comes with the 'local' extra: pip install 'cl-client[local]'"
-)
-
 
 # ---------------------------------------------------------------------------------- settings
 
@@ -298,7 +293,8 @@ class App:
         try:
             from cl_client.testing import LocalComputeService
         except ImportError as exc:
-            raise CliError(f"--local: {LOCAL_EXTRA_HINT_TEXT} ({exc})", ExitCode.USAGE) from None
+            # cl_client.testing names the missing package and the install command
+            raise CliError(f"--local: {exc}", ExitCode.USAGE) from None
         workers = max(1, min(4, os.cpu_count() or 1))
         service = await self.stack.enter_async_context(LocalComputeService(workers=workers))
         self.output.info(f"local compute service at {service.compute_url} ({workers} workers)")

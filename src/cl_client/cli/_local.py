@@ -134,12 +134,11 @@ async def serve(
 async def _serve(options: ServeOptions, app: App) -> ExitCode:
     import anyio
 
-    from ._context import LOCAL_EXTRA_HINT_TEXT
-
     try:
         from cl_client.testing import EmbeddedBroker, LocalAuthService, LocalComputeService
     except ImportError as exc:
-        raise CliError(f"{LOCAL_EXTRA_HINT_TEXT} ({exc})", ExitCode.USAGE) from None
+        # cl_client.testing names the missing package and the install command
+        raise CliError(str(exc), ExitCode.USAGE) from None
     out = app.output
     # Ctrl-C ends the wait below; the services then stop cleanly instead of being cancelled.
     with anyio.CancelScope(shield=True):
