@@ -42,7 +42,7 @@ class HubStats:
 
 
 class JobInterest:
-    """A watched job: its subscribers, and the reconciler's bookkeeping (see ``_reconcile``).
+    """A watched job: its subscribers, and the reconcile schedule's bookkeeping (``reconcile``).
 
     One object per watched job (slots, so it stays small): the hub owns ``subscribers`` and
     ``changed_at``, the reconcile schedule the rest.

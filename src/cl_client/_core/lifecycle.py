@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = ["accepts", "canonical_status", "is_failure", "is_terminal", "rank"]
 
-# (Plain strings rather than JobStatus: _models imports this module, not the other way round.)
+# (Plain strings rather than JobStatus: models imports this module, not the other way round.)
 _CANONICAL = {"in_progress": "processing", "failed": "error"}
 _RANK = {"queued": 0, "processing": 1, "completed": 2, "error": 2}
 _UNKNOWN_RANK = 1

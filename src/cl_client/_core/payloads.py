@@ -54,7 +54,7 @@ _REAL_EVENT = re.compile(
     rb'\{"job_id": "([A-Za-z0-9._:-]{1,128})", "event_type": "([a-z_]{1,32})", '
     rb'"timestamp": (\d{1,18}), "progress": (\d{1,3})\}'
 )
-"""The job event exactly as the real server serialises it (PROTOCOL.md §5.2)."""
+"""The job event exactly as the real server serialises it (docs/protocol.md#job-events)."""
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")

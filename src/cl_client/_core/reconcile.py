@@ -155,8 +155,9 @@ class ReconcileSchedule:
     """Which watched job to check next, and when (sans-IO: give it the time, it never waits).
 
     The hub reports watches and accepted changes (it calls ``watched``, ``changed``,
-    ``unwatched``); the client reports the feed (``feed_up``, ``feed_down``), worker capability
-    messages (``worker_update``) and submissions (``remember_task_type``). The dispatcher asks
+    ``unwatched``); the engine reports the feed (``feed_up``, ``feed_down``), worker capability
+    messages (``worker_update``) and aged-out workers (``forget_worker``); the client reports
+    submissions (``remember_task_type``). The dispatcher asks
     ``next_action(now)``, takes jobs with ``pop(now)`` and reports with ``finished``.
     """
 
@@ -235,7 +236,7 @@ class ReconcileSchedule:
         else:
             self._processing.add(interest)
 
-    # -- what the client reports -----------------------------------------------------------
+    # -- what the engine and the client report ---------------------------------------------
     def remember_task_type(self, job_id: str, task_type: str) -> None:
         """A job this client submitted: its task type decides which idle workers concern it."""
         types = self._task_types

@@ -11,7 +11,7 @@ becomes a library error here, with the method and the URL (credentials hidden) i
   body, so a server that trickles bytes cannot hold a call longer (httpx's own timeouts apply
   per read). Raises :class:`TransportError` saying that the request timed out.
 
-Used by ComputeHttp and AuthClient; no other module talks to httpx directly.
+Used by ComputeHttp and AuthClient; no other module sends a request or reads an answer.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ class ComputeHttp:
     Each request (one attempt: connect, send, read the whole answer) must finish within
     ``settings.http_timeout``; answers kept in memory are limited to
     ``settings.max_response_size`` bytes; bodies are decoded by the total decoders of
-    ``_payloads`` (ProtocolError for anything unexpected).
+    ``_core.payloads`` (ProtocolError for anything unexpected).
     """
 
     def __init__(

@@ -1,8 +1,8 @@
 """MQTT transport seam: one small interface, two implementations.
 
-* asyncio: aiomqtt (``_mqtt_aiomqtt``).
+* asyncio: aiomqtt (``aiomqtt_driver``).
 * trio: paho-mqtt driven by anyio (``wait_readable``/``wait_writable`` on its socket), because
-  aiomqtt needs a running asyncio loop (``_mqtt_paho``). It runs on asyncio too
+  aiomqtt needs a running asyncio loop (``paho_driver``). It runs on asyncio too
   (``backend="paho"``).
 
 Both behave the same at this seam: MQTT v3.1.1 with a clean session; the socket (DNS, TCP, TLS) is

@@ -2,7 +2,7 @@
 
 * :class:`BufferedSocket` (aiomqtt, asyncio): one large ``recv`` serves many of paho's small
   reads; writes go straight to the kernel, since aiomqtt drives them.
-* :class:`PacketSocket` (the anyio driver of ``_mqtt_paho``): it frames the incoming bytes into
+* :class:`PacketSocket` (the anyio driver, ``paho_driver``): it frames the incoming bytes into
   MQTT packets itself. ``PUBLISH`` packets of QoS 0 and 1, nearly everything a subscriber
   receives, are decoded here without paho, and their PUBACKs are collected; any other packet
   (CONNACK, SUBACK, PUBACK, PINGRESP, QoS 2 flows) is handed to paho whole, paho's reads being
