@@ -236,7 +236,7 @@ class ReconcileSchedule:
         else:
             self._processing.add(interest)
 
-    # -- what the engine and the client report ---------------------------------------------
+    # -- what the engine and the client report -------------------------------------------------
     def remember_task_type(self, job_id: str, task_type: str) -> None:
         """A job this client submitted: its task type decides which idle workers concern it."""
         types = self._task_types
