@@ -15,6 +15,9 @@ import pytest
 
 from tests.cli_util import subprocess_env
 
+# Each starts an interpreter (about half a second): not for the fast subset.
+pytestmark = pytest.mark.slow
+
 BLOCK = "import sys\nfor name in ('fastapi', 'hypercorn'): sys.modules[name] = None\n"
 
 
