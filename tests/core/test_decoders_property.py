@@ -29,13 +29,13 @@ from cl_client._core.payloads import (
     decode_worker,
 )
 from cl_client.plugins._hls_streaming import _resolve
+from cl_client.plugins._npy import parse_npy
 from cl_client.plugins._results import (
     ExifMetadata,
     FaceDetectionOutput,
     HashOutput,
     decode_playlist,
     parse_json_payload,
-    parse_npy,
     parse_payload,
 )
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._hls_streaming import HlsStreamingPlugin, HlsVariant, VariantSpec
     from ._image_conversion import ImageConversionPlugin, ImageFormat
     from ._media_thumbnail import MediaThumbnailPlugin
+    from ._npy import NpyArray, numpy_available, parse_npy
     from ._parallel import JobCompletions, Outcome, ParallelResults, gather_parallel, run_parallel
     from ._results import (
         BoundingBox,
@@ -41,10 +42,7 @@ if TYPE_CHECKING:
         FaceLandmarks,
         HashResult,
         HlsResult,
-        NpyArray,
         ThumbnailResult,
-        numpy_available,
-        parse_npy,
     )
 
 # public name -> the module that defines it, imported on first use (PEP 562): building a
@@ -73,14 +71,14 @@ _LAZY: dict[str, str] = {
     "ImageFormat": "._image_conversion",
     "JobCompletions": "._parallel",
     "MediaThumbnailPlugin": "._media_thumbnail",
-    "NpyArray": "._results",
+    "NpyArray": "._npy",
     "Outcome": "._parallel",
     "ParallelResults": "._parallel",
     "ThumbnailResult": "._results",
     "VariantSpec": "._hls_streaming",
     "gather_parallel": "._parallel",
-    "numpy_available": "._results",
-    "parse_npy": "._results",
+    "numpy_available": "._npy",
+    "parse_npy": "._npy",
     "run_parallel": "._parallel",
 }
 
