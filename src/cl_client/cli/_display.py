@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
     from cl_client import JobResponse, JobUpdate
 
-    from ._batch import Item, ItemOutcome
+    from ._batch import ItemOutcome
     from ._context import App
+    from ._inputs import Item
     from ._plugin import PluginTask
 
 __all__ = [
