@@ -16,9 +16,10 @@ from ._faults import (  # noqa: E402
     JobRule,
     ReadRule,
 )
-from ._jobs import ComputeState, LocalWorker, generic_task  # noqa: E402
+from ._jobs import ComputeState  # noqa: E402
 from ._plugin_base import TaskContext, TaskFn, ffmpeg_path  # noqa: E402
 from ._service import LocalComputeService, WorkersSpec  # noqa: E402
+from ._worker import LocalWorker, generic_task  # noqa: E402
 
 __all__ = [
     "ComputeAuthorizer",

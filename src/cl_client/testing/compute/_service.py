@@ -41,8 +41,9 @@ from .._serve import serve_asgi
 from ._app import create_compute_app
 from ._authorizer import ComputeAuthorizer
 from ._faults import EventMessage, Faults, JobRecord, now_ms
-from ._jobs import ComputeState, LocalWorker, Signal
+from ._jobs import ComputeState, Signal
 from ._plugin_base import TaskFn
+from ._worker import LocalWorker
 
 if TYPE_CHECKING:
     from ..broker._broker import EmbeddedBroker
