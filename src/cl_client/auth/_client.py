@@ -14,12 +14,12 @@ after a 401).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from .._core.closing import AsyncClosing
 from .._core.errors import ParameterError, ProtocolError, error_from_response
 from .._core.payloads import decode_body, decode_json
 from .._core.settings import redact_url
@@ -54,7 +54,7 @@ def _encode_permissions(permissions: Iterable[str]) -> str:
     return ",".join(names)
 
 
-class AuthClient:
+class AuthClient(AsyncClosing):
     """Async client of the CL Server auth service.
 
     ::
@@ -92,17 +92,6 @@ class AuthClient:
     async def aclose(self) -> None:
         """Close the HTTP connections."""
         await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"AuthClient({redact_url(self.url)!r}, auth={self.auth!r})"

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self, Unpack
+from typing import TYPE_CHECKING, Literal, Unpack
 
 import anyio
 import httpx
 
+from .._core.closing import AsyncClosing
 from .._core.errors import AuthenticationError, SessionExpiredError
 from .._core.settings import ClientSettings, SettingsOverrides, with_overrides
 from ._client import AuthClient
@@ -56,7 +56,7 @@ class _Credentials:
         return f"_Credentials(username={self.username!r}, password=<hidden>)"
 
 
-class SessionManager:
+class SessionManager(AsyncClosing):
     """An authenticated session with the auth service, shared by any number of clients.
 
     The constructor does no I/O; ``settings`` (or keyword overrides of its fields) say where
@@ -95,17 +95,6 @@ class SessionManager:
     async def aclose(self) -> None:
         """Close the auth service connections. The session's state is kept in memory."""
         await self._auth_client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         user = self._credentials.username if self._credentials is not None else None
