@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, TextIO, cast
 import asyncclick as click
 
 from ._command import AliasGroup, CliError, ExitCode, defer
+from ._users import user_fields
 
 if TYPE_CHECKING:
-    from cl_client.auth import Token, User
+    from cl_client.auth import Token
 
     from ._context import App
 
@@ -47,17 +48,6 @@ def _ask(app: App, what: str, *, hidden: bool) -> str:
 def _expiry(token: Token) -> str:
     when = token.expires_at
     return "never" if when is None else f"{when:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def _user_fields(user: User) -> dict[str, object]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "is_admin": user.is_admin,
-        "is_active": user.is_active,
-        "permissions": list(user.permissions),
-        "created_at": user.created_at.isoformat() if user.created_at is not None else None,
-    }
 
 
 # ------------------------------------------------------------------------------------ login
@@ -101,7 +91,7 @@ async def login(ctx: click.Context, username: str | None, password: str | None) 
         path = save_session(settings.profile, stored)
         if app.output.json:
             app.output.json_line(
-                {"user": _user_fields(me), "expires_at": _expiry(token), "saved_to": str(path)}
+                {"user": user_fields(me), "expires_at": _expiry(token), "saved_to": str(path)}
             )
         else:
             admin = " (admin)" if me.is_admin else ""
@@ -152,7 +142,7 @@ async def whoami(ctx: click.Context) -> None:
             token = session.token
         assert token is not None
         record: dict[str, object] = {
-            "user": _user_fields(me),
+            "user": user_fields(me),
             "expires_at": _expiry(token),
             "auth_url": settings.auth_url,
             "compute_url": settings.compute_url,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from ._context import App
 
-__all__ = ["group"]
+__all__ = ["group", "user_fields"]
 
 group = AliasGroup(
     "user",
@@ -63,7 +63,8 @@ async def _admin(app: App) -> AsyncGenerator[AuthClient]:
         yield found[0].auth_client
 
 
-def _fields(user: User) -> dict[str, object]:
+def user_fields(user: User) -> dict[str, object]:
+    """A user as a JSON object (``--json`` of ``user`` commands, ``login`` and ``whoami``)."""
     return {
         "id": user.id,
         "username": user.username,
@@ -78,7 +79,7 @@ def _show(app: App, users: Sequence[User]) -> None:
     out = app.output
     if out.json:
         for user in users:
-            out.json_line(_fields(user))
+            out.json_line(user_fields(user))
         return
     from rich.table import Table
 
