@@ -24,7 +24,7 @@ async def test_lifecycle_and_helpers() -> None:
     async with service:
         assert service.url.startswith("http://127.0.0.1:")
         assert repr(service) == f"LocalAuthService({service.url}, users=1)"
-        with pytest.raises(RuntimeError, match="already running"):
+        with pytest.raises(RuntimeError, match="already been entered"):
             await service.__aenter__()
         async with httpx.AsyncClient(base_url=service.url) as raw:
             root = await raw.get("/")
@@ -33,7 +33,10 @@ async def test_lifecycle_and_helpers() -> None:
         assert repr(request) == "RecordedRequest(GET / -> 200)"
     with pytest.raises(RuntimeError):
         _ = service.url
-    await service.__aexit__(None, None, None)  # idempotent
+    with pytest.raises(RuntimeError, match="not been entered"):
+        await service.__aexit__(None, None, None)  # anyio.AsyncContextManagerMixin's rule
+    async with service:  # it may be entered again once it has exited
+        assert service.url.startswith("http://127.0.0.1:")
     assert repr(service.state.users[1]) == "StoredUser(id=1, username='boss', is_admin=True)"
 
 

@@ -536,7 +536,8 @@ async def test_exit_closes_everything() -> None:
     assert broker.client_ids == []
     with pytest.raises(RuntimeError, match="not running"):
         await broker.start()
-    await broker.__aexit__(None, None, None)  # a no-op when not running
+    with pytest.raises(RuntimeError, match="not been entered"):
+        await broker.__aexit__(None, None, None)  # anyio.AsyncContextManagerMixin's rule
 
 
 async def test_body_error_escapes_unwrapped() -> None:
@@ -553,11 +554,32 @@ async def test_cancelled_body_exits_cleanly() -> None:
 
 
 async def test_enter_twice_and_port_in_use(broker: EmbeddedBroker) -> None:
-    with pytest.raises(RuntimeError, match="already running"):
+    with pytest.raises(RuntimeError, match="already been entered"):
         await broker.__aenter__()
     with pytest.raises(OSError):
         async with EmbeddedBroker(port=broker.port):
             pytest.fail("bound a port that is in use")
+
+
+async def test_enter_while_another_task_enters_then_again_after_exit() -> None:
+    broker = EmbeddedBroker()
+
+    async def enter_too() -> None:
+        with pytest.raises(RuntimeError, match="already running"):
+            async with broker:
+                pytest.fail("entered a broker that another task is starting")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(enter_too)  # runs while the first entry waits for its listener task
+        async with broker:
+            assert broker.is_listening
+    assert not broker.is_listening
+    port = broker.port
+    async with broker:  # a broker may be entered again once it has exited, on the same port
+        assert broker.port == port
+        client = await RawClient.open(port)
+        assert await client.connect("again") == 0
+        await client.aclose()
 
 
 MALFORMED = {

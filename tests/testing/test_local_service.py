@@ -885,10 +885,11 @@ async def test_service_errors_and_lifecycle() -> None:
     for name in ("mqtt_url", "storage_dir", "faults"):
         with pytest.raises(RuntimeError, match="not running"):
             _ = getattr(svc, name)  # pyright: ignore[reportAny]
-    await svc.__aexit__(None, None, None)  # not entered: a no-op
+    with pytest.raises(RuntimeError, match="not been entered"):
+        await svc.__aexit__(None, None, None)  # anyio.AsyncContextManagerMixin's rule
     with pytest.raises(ValueError, match="inside"):
         async with svc:
-            with pytest.raises(RuntimeError, match="already running"):
+            with pytest.raises(RuntimeError, match="already been entered"):
                 await svc.__aenter__()
             with pytest.raises(LookupError):
                 _ = svc.worker()
@@ -902,6 +903,24 @@ async def test_service_errors_and_lifecycle() -> None:
         async with make_service(mqtt_url=f"mqtt://127.0.0.1:{port}"):
             pass
     assert set(temp.glob("cl-local-compute-*")) == storage_dirs
+
+
+async def test_service_entered_by_one_task_at_a_time() -> None:
+    svc = make_service(workers=0)
+
+    async def enter_too() -> None:
+        with pytest.raises(RuntimeError, match="already running"):
+            async with svc:
+                pytest.fail("entered a service that another task is starting")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(enter_too)  # runs while the first entry waits for its broker link
+        async with svc:
+            assert svc.broker_connected
+    assert not svc.broker_connected
+    async with svc:  # and again once it has exited
+        assert svc.broker_connected
+        assert svc.compute_url.startswith("http://127.0.0.1:")
 
 
 # -- pieces on their own -------------------------------------------------------------------------

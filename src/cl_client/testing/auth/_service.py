@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
-from types import TracebackType
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
 from typing import Self
+
+import anyio
 
 from .._serve import serve_asgi
 from ._app import AuthServiceState, RecordedRequest, StoredUser, create_auth_app
@@ -20,7 +22,7 @@ from ._app import AuthServiceState, RecordedRequest, StoredUser, create_auth_app
 __all__ = ["LocalAuthService"]
 
 
-class LocalAuthService:
+class LocalAuthService(anyio.AsyncContextManagerMixin):
     """An in-memory auth service speaking the real protocol (docs/auth.md#the-auth-service).
 
     ES256 keys are made when the service object is created; the admin user (``is_admin``,
@@ -47,7 +49,6 @@ class LocalAuthService:
         self._host = host
         self._port = port
         self._url: str | None = None
-        self._stack: AsyncExitStack | None = None
 
     @property
     def url(self) -> str:
@@ -107,29 +108,15 @@ class LocalAuthService:
         """Sign arbitrary claims with the service's key (for forged or odd tokens in tests)."""
         return self.state.sign(claims)
 
-    async def __aenter__(self) -> Self:
-        if self._stack is not None:
-            raise RuntimeError("LocalAuthService is already running")
-        stack = AsyncExitStack()
-        try:
-            self._url = await stack.enter_async_context(
-                serve_asgi(create_auth_app(self.state), host=self._host, port=self._port)
-            )
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._stack = stack
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        stack, self._stack, self._url = self._stack, None, None
-        if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        app = create_auth_app(self.state)
+        async with serve_asgi(app, host=self._host, port=self._port) as url:
+            self._url = url
+            try:
+                yield self
+            finally:
+                self._url = None
 
     def __repr__(self) -> str:
         where = self._url or "not running"

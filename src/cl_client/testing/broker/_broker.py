@@ -18,13 +18,16 @@ import logging
 import math
 import uuid
 from collections import deque
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self, cast
 
 import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
 from anyio.streams.stapled import MultiListener
+
+from ..._core.groups import HeldError
 
 __all__ = ["BrokerStats", "EmbeddedBroker"]
 
@@ -242,7 +245,7 @@ class _Client:
             self.scope.cancel()
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(anyio.AsyncContextManagerMixin):
     """A small MQTT 3.1.1 broker that runs in the caller's event loop (asyncio or trio).
 
     ``async with EmbeddedBroker(port=0) as broker:`` listens on ``broker.url`` until the block ends;
@@ -317,46 +320,29 @@ class EmbeddedBroker:
         data = payload.encode() if isinstance(payload, str) else payload
         self._publish(_Message(topic, data, min(max(qos, 0), 2), retain))
 
-    async def __aenter__(self) -> Self:
-        if self._tg is not None:
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        if self._tg is not None:  # another task is entering it right now
             raise RuntimeError("EmbeddedBroker is already running")
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+        held = HeldError()  # the broker's tasks handle their own errors: only ours are held
         try:
-            await self.start()
-        except BaseException:
-            self._tg = None
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        tg = self._tg
-        if tg is None:
-            return
-        for client in self._connections:
-            client.send_will = False
-        tg.cancel_scope.cancel()
-        try:
-            await tg.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
-            # The broker's tasks handle their own errors, so this group wraps the body's exception
-            # alone: swallow the group, and the original exception propagates unwrapped.
-            if len(group.exceptions) != 1 or group.exceptions[0] is not exc:  # pragma: no cover
-                raise
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                with held:
+                    try:
+                        await self.start()
+                        yield self
+                    finally:
+                        for client in self._connections:
+                            client.send_will = False
+                        tg.cancel_scope.cancel()
         finally:
             self._tg = None
             self._listen_scope = None
             self._connections.clear()
             self._sessions.clear()
             self._routes.clear()
+        held.reraise()
 
     def _require_tg(self) -> TaskGroup:
         if self._tg is None:

@@ -18,10 +18,9 @@ import logging
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self, Unpack
 
 import anyio
@@ -154,7 +153,7 @@ class _MqttLink:
             _ = self._pending.pop(0)
 
 
-class LocalComputeService:
+class LocalComputeService(anyio.AsyncContextManagerMixin):
     """A local compute service speaking the real protocol: routes, events, capability messages.
 
     Arguments:
@@ -260,21 +259,20 @@ class LocalComputeService:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._stack is not None:
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        if self._stack is not None:  # another task is entering it right now
             raise RuntimeError("LocalComputeService is already running")
-        stack = AsyncExitStack()
-        self._stack = stack
         try:
-            await self._start(stack)
-        except BaseException as exc:
-            self._stack = None
-            try:
-                _ = await stack.__aexit__(type(exc), exc, exc.__traceback__)
-            except BaseException as cleanup_error:
-                raise unwrap_group(cleanup_error) from None
-            raise unwrap_group(exc) from None
-        return self
+            async with AsyncExitStack() as stack:
+                self._stack = stack
+                try:
+                    await self._start(stack)
+                    yield self
+                finally:
+                    self._stack = None
+        except BaseExceptionGroup as group:
+            raise unwrap_group(group) from None
 
     async def _start(self, stack: AsyncExitStack) -> None:
         if self._mqtt_url_arg is None:
@@ -338,21 +336,6 @@ class LocalComputeService:
         if isinstance(spec, Mapping):
             return [(wid, list(caps)) for wid, caps in spec.items()]
         return [(wid, default_caps) for wid in spec]
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        stack = self._stack
-        if stack is None:
-            return
-        self._stack = None
-        try:
-            _ = await stack.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
-            raise unwrap_group(group) from None
 
     async def _shutdown(self) -> None:
         """Stop workers gracefully (empty retained payloads), then drop the broker link."""
