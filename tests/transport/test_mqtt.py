@@ -595,6 +595,9 @@ async def test_cannot_enter_twice(mqtt_url: str, backend: Backend) -> None:
     async with manager:
         with pytest.raises(RuntimeError):
             await manager.__aenter__()
+    with pytest.raises(RuntimeError, match="entered only once"):
+        async with manager:
+            pytest.fail("entered a closed connection again")
 
 
 # ---------------------------------------------------------------------- connect failures

@@ -27,8 +27,8 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import AsyncIterator
-from types import TracebackType
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Self
 
 import anyio
@@ -48,6 +48,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ..._core.errors import MqttError, ParameterError
+from ..._core.groups import HeldError
 from ..._core.settings import MqttEndpoint
 from .connection import CLOSE_TIMEOUT, MqttMessage, new_client_id, open_mqtt_socket
 from .wire import MalformedPacketError, PacketSocket
@@ -118,7 +119,7 @@ class _MessageIterator:
         return batch[0]
 
 
-class PahoConnection:
+class PahoConnection(anyio.AsyncContextManagerMixin):
     """One MQTT v3.1.1 clean session over paho-mqtt, driven by anyio tasks."""
 
     def __init__(
@@ -155,8 +156,7 @@ class PahoConnection:
         self._client = client
         self._raw: socket.socket | None = None
         self._sock: PacketSocket | None = None
-        self._task_group: TaskGroup | None = None
-        # event-loop objects are made in __aenter__, so that this constructor needs no loop
+        # event-loop objects are made on entry, so that this constructor needs no loop
         self._driver_scope: anyio.CancelScope
         self._wake: anyio.Event
         self._connack: anyio.Event
@@ -175,7 +175,8 @@ class PahoConnection:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> Self:
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
         if self.entered:
             raise RuntimeError("an MQTT connection can be entered only once")
         self.entered = True
@@ -186,32 +187,31 @@ class PahoConnection:
         self._send, self.receive_stream = anyio.create_memory_object_stream[list[MqttMessage]](
             math.inf
         )
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
+        held = HeldError()  # the driver task never raises: the errors to hold are ours
+        try:
+            async with anyio.create_task_group() as task_group:
+                with held:
+                    try:
+                        await self._open(task_group)
+                        yield self
+                    finally:
+                        await self._stop(task_group)
+        finally:
+            self._release()
+        held.reraise()
+
+    async def _open(self, task_group: TaskGroup) -> None:
         try:
             with anyio.move_on_after(self._connect_timeout) as deadline:
                 await self._connect(task_group)
-            if deadline.cancelled_caught:
-                raise MqttError(
-                    f"could not connect to {self._url}: timed out after "
-                    f"{self._connect_timeout:g} s while {self._phase}"
-                )
-        except BaseException as exc:
-            await self._shutdown()
-            if isinstance(exc, OSError):
-                raise MqttError(f"could not connect to {self._url}: {exc}") from exc
-            raise
+        except OSError as exc:
+            raise MqttError(f"could not connect to {self._url}: {exc}") from exc
+        if deadline.cancelled_caught:
+            raise MqttError(
+                f"could not connect to {self._url}: timed out after "
+                f"{self._connect_timeout:g} s while {self._phase}"
+            )
         logger.debug("connected to %s as %s", self._url, self._client._client_id.decode())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._shutdown()
 
     async def _connect(self, task_group: TaskGroup) -> None:
         self._phase = "opening the connection"
@@ -232,8 +232,8 @@ class PahoConnection:
             raise self._error
         self._connected = True
 
-    async def _shutdown(self) -> None:
-        """Disconnect (shielded, bounded), stop the tasks, close the socket. Idempotent."""
+    async def _stop(self, task_group: TaskGroup) -> None:
+        """Disconnect (shielded, bounded) and stop the tasks; the socket is closed after them."""
         try:
             with anyio.CancelScope(shield=True):
                 if self._connected and self._error is None and not self._closing:
@@ -242,16 +242,14 @@ class PahoConnection:
         finally:
             self._closing = True
             self._driver_scope.cancel()
-            task_group, self._task_group = self._task_group, None
-            try:
-                if task_group is not None:
-                    task_group.cancel_scope.cancel()
-                    await task_group.__aexit__(None, None, None)
-            finally:
-                self._close_socket()
-                self._send.close()
-                self.receive_stream.close()
-                self._release_waiters()
+            task_group.cancel_scope.cancel()
+
+    def _release(self) -> None:
+        """Close the socket and the message stream, release the waiters (the tasks are gone)."""
+        self._close_socket()
+        self._send.close()
+        self.receive_stream.close()
+        self._release_waiters()
 
     async def _disconnect(self) -> None:
         self._closing = True
