@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from types import TracebackType
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Self
 
 import anyio
-import anyio.abc
+
+from .._core.groups import HeldError
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -60,7 +61,7 @@ def short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
-class BatchDisplay:
+class BatchDisplay(anyio.AsyncContextManagerMixin):
     """Shows nothing (``--quiet``); the base of the other displays."""
 
     def __init__(self, total: int) -> None:
@@ -70,16 +71,9 @@ class BatchDisplay:
         self.skipped = 0
         self.started = time.monotonic()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        yield self
 
     def job_state(self, item: Item, state: str) -> None:
         """An input's job changed state (from MQTT, or a step of the CLI).
@@ -127,33 +121,25 @@ class LineDisplay(BatchDisplay):
         )
 
 
-class _LiveRefresher:
-    """A rich ``Live`` redrawn ten times a second by a task of its own (both live displays)."""
+@asynccontextmanager
+async def _redrawn(live: Live) -> AsyncGenerator[None]:
+    """Redraw a started rich ``Live`` ten times a second, by a task of its own, until the block
+    ends (both live displays; the caller stops the ``Live``)."""
 
-    def __init__(self) -> None:
-        self._live: Live | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
-
-    async def start(self, live: Live) -> None:
-        self._live = live
-        live.start()
-        self._tg = await anyio.create_task_group().__aenter__()
-        self._tg.start_soon(self._refresh)
-
-    async def stop(self) -> Live | None:
-        """Stop redrawing and hand back the ``Live`` for the caller to stop."""
-        tg, live = self._tg, self._live
-        self._tg = self._live = None
-        if tg is not None:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-        return live
-
-    async def _refresh(self) -> None:
+    async def redraw() -> None:
         while True:
-            if self._live is not None:
-                self._live.refresh()
+            live.refresh()
             await anyio.sleep(0.1)
+
+    held = HeldError()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(redraw)
+        with held:
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+    held.reraise()
 
 
 class LiveDisplay(BatchDisplay):
@@ -165,9 +151,9 @@ class LiveDisplay(BatchDisplay):
         self._task = task
         self._title = title
         self._items: dict[int, Item] = {}
-        self._refresher = _LiveRefresher()
 
-    async def __aenter__(self) -> Self:
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
         from rich.live import Live
 
         console = self._app.output.err_console
@@ -179,17 +165,11 @@ class LiveDisplay(BatchDisplay):
             redirect_stdout=self._app.output.stdout_is_tty,
             redirect_stderr=True,
         )
-        await self._refresher.start(live)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        live = await self._refresher.stop()
-        if live is not None:
+        live.start()
+        try:
+            async with _redrawn(live):
+                yield self
+        finally:
             self._items.clear()
             live.refresh()
             live.stop()
@@ -340,14 +320,13 @@ def totals_line(app: App, outcomes: Sequence[ItemOutcome], elapsed: float) -> No
     app.output.info(f"{len(outcomes)} input(s): {parts} in {elapsed:.1f} s")
 
 
-class JobsDisplay:
+class JobsDisplay(anyio.AsyncContextManagerMixin):
     """``job watch``: a live table of jobs on a terminal (stderr), a final table on stdout."""
 
     def __init__(self, app: App, job_ids: Sequence[str]) -> None:
         self._app = app
         self._states: dict[str, tuple[str, int, str]] = dict.fromkeys(job_ids, ("waiting", 0, ""))
         self._started = time.monotonic()
-        self._refresher = _LiveRefresher()
 
     def update(self, update: JobUpdate) -> None:
         task = update.job.task_type if update.job is not None else ""
@@ -357,23 +336,20 @@ class JobsDisplay:
     def missing(self, job_id: str) -> None:
         self._states[job_id] = ("not found", 0, "")
 
-    async def __aenter__(self) -> Self:
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
         out = self._app.output
-        if out.live and not out.json:
-            from rich.live import Live
+        if not out.live or out.json:
+            yield self
+            return
+        from rich.live import Live
 
-            live = Live(self, console=out.err_console, auto_refresh=False, transient=True)
-            await self._refresher.start(live)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        live = await self._refresher.stop()
-        if live is not None:
+        live = Live(self, console=out.err_console, auto_refresh=False, transient=True)
+        live.start()
+        try:
+            async with _redrawn(live):
+                yield self
+        finally:
             live.stop()
 
     def __rich__(self) -> RenderableType:
