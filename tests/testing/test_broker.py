@@ -22,7 +22,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from cl_client.testing import BrokerStats, EmbeddedBroker
 from cl_client.testing.broker import _broker
-from cl_client.testing.broker._broker import _Client, _encode_length, _matches, _valid_filter
+from cl_client.testing.broker._broker import _Client
+from cl_client.testing.broker._packets import encode_length, matches, valid_filter
 
 # -- a tiny raw MQTT 3.1.1 client ------------------------------------------------------------
 
@@ -33,7 +34,7 @@ def _str(text: str | bytes) -> bytes:
 
 
 def _pkt(first: int, body: bytes) -> bytes:
-    return bytes((first,)) + _encode_length(len(body)) + body
+    return bytes((first,)) + encode_length(len(body)) + body
 
 
 def connect_packet(
@@ -315,13 +316,13 @@ async def test_disconnect_discards_will(broker: EmbeddedBroker) -> None:
 
 
 def test_topic_filter_rules() -> None:
-    assert _valid_filter("a/+/c") and _valid_filter("#") and _valid_filter("a/#")
-    assert _valid_filter("+") and _valid_filter("/")
+    assert valid_filter("a/+/c") and valid_filter("#") and valid_filter("a/#")
+    assert valid_filter("+") and valid_filter("/")
     for bad in ("", "a/#/b", "a#", "a/b+", "+a/b", "##"):
-        assert not _valid_filter(bad)
+        assert not valid_filter(bad)
 
     def match(topic_filter: str, topic: str) -> bool:
-        return _matches(topic_filter.split("/"), topic.split("/"))
+        return matches(topic_filter.split("/"), topic.split("/"))
 
     assert match("sport/#", "sport")
     assert match("sport/#", "sport/tennis/player1")
@@ -635,7 +636,7 @@ async def test_a_packet_over_max_packet_size_closes_only_that_client() -> None:
     async with EmbeddedBroker(max_packet_size=4096) as broker:
         async with raw_client(broker) as bystander, raw_client(broker) as bad:
             await bystander.subscribe(("t", 0))
-            await bad.send(b"\x30" + _encode_length(200 * 1024 * 1024) + b"\x00\x01t")
+            await bad.send(b"\x30" + encode_length(200 * 1024 * 1024) + b"\x00\x01t")
             await bad.expect_closed()
             async with raw_client(broker) as pub:
                 await pub.publish("t", b"x" * 4000)

@@ -1,4 +1,5 @@
-"""An embedded, pure-Python MQTT 3.1.1 broker on anyio (asyncio and trio), for tests and local runs.
+"""An embedded, pure-Python MQTT 3.1.1 broker on anyio (asyncio and trio), for tests and local runs
+(its packet codec: ``_packets.py``).
 
 It speaks enough of MQTT 3.1.1 (and 3.1) for the CL Server protocol and for fault tests:
 CONNECT (client id takeover, will, keepalive), PUBLISH at QoS 0/1/2 inbound (QoS 2 requests are
@@ -28,6 +29,16 @@ from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup, 
 from anyio.streams.stapled import MultiListener
 
 from ..._core.groups import HeldError
+from ._packets import (
+    FieldReader,
+    ProtocolViolation,
+    check_topic,
+    encode_publish,
+    matches,
+    packet,
+    split_packet,
+    valid_filter,
+)
 
 __all__ = ["BrokerStats", "EmbeddedBroker"]
 
@@ -42,10 +53,6 @@ _CONNACK_OK = b"\x20\x02\x00\x00"
 _CONNACK_BAD_VERSION = b"\x20\x02\x00\x01"
 _PINGRESP = b"\xd0\x00"
 _IO_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
-
-
-class _ProtocolError(Exception):
-    """The client broke the protocol: close its connection."""
 
 
 class _Close(Exception):
@@ -79,123 +86,6 @@ class _Message:
     payload: bytes
     qos: int
     retain: bool
-
-
-def _encode_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, byte = divmod(n, 128)
-        if not n:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes((first,)) + _encode_length(len(body)) + body
-
-
-def _encode_publish(topic: bytes, payload: bytes, qos: int, retain: bool, pid: int) -> bytes:
-    head = len(topic).to_bytes(2, "big") + topic + (pid.to_bytes(2, "big") if qos else b"")
-    first = 0x30 | qos << 1 | int(retain)
-    return b"".join((bytes((first,)), _encode_length(len(head) + len(payload)), head, payload))
-
-
-def _split_packet(buf: bytearray, pos: int, max_size: int = 1 << 28) -> tuple[int, int, int] | None:
-    """Find the packet at ``pos``: (first byte, body start, body end), or None if incomplete.
-
-    A packet announcing more than ``max_size`` bytes is a protocol error (before it is read).
-    """
-    end = len(buf)
-    i = pos + 1
-    length = 0
-    shift = 0
-    while True:
-        if i >= end:
-            return None
-        byte = buf[i]
-        i += 1
-        length |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-        if shift > 21:
-            raise _ProtocolError("remaining length longer than 4 bytes")
-    if length > max_size:
-        raise _ProtocolError(f"a packet of {length} bytes (at most {max_size} accepted)")
-    if end - i < length:
-        return None
-    return buf[pos], i, i + length
-
-
-class _Reader:
-    """Reads MQTT fields from one packet body; running short is a protocol error."""
-
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def at_end(self) -> bool:
-        return self.pos >= len(self.data)
-
-    def _take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise _ProtocolError("packet too short")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def u8(self) -> int:
-        return self._take(1)[0]
-
-    def u16(self) -> int:
-        return int.from_bytes(self._take(2), "big")
-
-    def binary(self) -> bytes:
-        return self._take(self.u16())
-
-    def string(self) -> str:
-        try:
-            text = self.binary().decode("utf-8")
-        except UnicodeDecodeError:
-            raise _ProtocolError("invalid UTF-8 string") from None
-        if "\x00" in text:
-            raise _ProtocolError("U+0000 in string")
-        return text
-
-    def rest(self) -> bytes:
-        return self._take(len(self.data) - self.pos)
-
-
-def _check_topic(topic: str) -> None:
-    if not topic or "+" in topic or "#" in topic:
-        raise _ProtocolError(f"invalid topic name {topic!r}")
-
-
-def _valid_filter(topic_filter: str) -> bool:
-    if not topic_filter:
-        return False
-    levels = topic_filter.split("/")
-    last = len(levels) - 1
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != last):
-            return False
-        if "+" in level and level != "+":
-            return False
-    return True
-
-
-def _matches(filter_levels: list[str], topic_levels: list[str]) -> bool:
-    if topic_levels[0].startswith("$") and filter_levels[0] in ("+", "#"):
-        return False
-    for i, level in enumerate(filter_levels):
-        if level == "#":
-            return True
-        if i >= len(topic_levels) or (level != "+" and level != topic_levels[i]):
-            return False
-    return len(filter_levels) == len(topic_levels)
 
 
 class _Client:
@@ -316,7 +206,7 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
         self, topic: str, payload: bytes | str, *, qos: int = 0, retain: bool = False
     ) -> None:
         """Publish from the broker itself, as if a client had sent it (no await needed)."""
-        _check_topic(topic)
+        check_topic(topic)
         data = payload.encode() if isinstance(payload, str) else payload
         self._publish(_Message(topic, data, min(max(qos, 0), 2), retain))
 
@@ -443,7 +333,7 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
                     timer.deadline = anyio.current_time() + timeout
                     buf += await client.stream.receive(_READ_SIZE)
                     pos = 0
-                    while (frame := _split_packet(buf, pos, self._max_packet)) is not None:
+                    while (frame := split_packet(buf, pos, self._max_packet)) is not None:
                         first, start, pos = frame
                         self._handle(client, first, bytes(buf[start:pos]))
                     del buf[:pos]
@@ -457,7 +347,7 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
             if close.reply:
                 with anyio.move_on_after(1), contextlib.suppress(*_IO_ERRORS):
                     await client.stream.send(close.reply)
-        except _ProtocolError as exc:
+        except ProtocolViolation as exc:
             self.stats.protocol_errors += 1
             logger.warning("MQTT client %r: protocol error: %s", client.client_id, exc)
         except Exception:  # pragma: no cover - a broker bug must only cost one connection
@@ -480,22 +370,22 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
         kind = first >> 4
         if not client.connected:
             if kind != _CONNECT:
-                raise _ProtocolError(f"first packet has type {kind}, not CONNECT")
+                raise ProtocolViolation(f"first packet has type {kind}, not CONNECT")
             self._on_connect(client, first, body)
             return
         if kind == _PUBLISH:
             self._on_publish(client, first, body)
             return
         if first & 0x0F != (2 if kind in (_PUBREL, _SUBSCRIBE, _UNSUBSCRIBE) else 0):
-            raise _ProtocolError(f"bad fixed header flags {first:#04x}")
+            raise ProtocolViolation(f"bad fixed header flags {first:#04x}")
         if kind in (_PUBACK, _PUBCOMP):
-            _Reader(body).u16()  # subscribers' acks: nothing is retransmitted, so nothing to do
+            FieldReader(body).u16()  # subscribers' acks: nothing is retransmitted, so nothing to do
         elif kind == _PUBREC:
-            client.send(_packet(0x62, _Reader(body).u16().to_bytes(2, "big")))
+            client.send(packet(0x62, FieldReader(body).u16().to_bytes(2, "big")))
         elif kind == _PUBREL:
-            pid = _Reader(body).u16()
+            pid = FieldReader(body).u16()
             client.qos2_ids.discard(pid)
-            client.send(_packet(0x70, pid.to_bytes(2, "big")))
+            client.send(packet(0x70, pid.to_bytes(2, "big")))
         elif kind == _SUBSCRIBE:
             self._on_subscribe(client, body)
         elif kind == _UNSUBSCRIBE:
@@ -505,32 +395,32 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
         elif kind == _DISCONNECT:
             raise _Close
         else:
-            raise _ProtocolError(f"unexpected packet type {kind}")
+            raise ProtocolViolation(f"unexpected packet type {kind}")
 
     def _on_connect(self, client: _Client, first: int, body: bytes) -> None:
-        reader = _Reader(body)
+        reader = FieldReader(body)
         name = reader.string()
         level = reader.u8()
         if (name, level) not in _PROTOCOLS:
             if name in ("MQTT", "MQIsdp"):
                 logger.info("MQTT client: unsupported protocol level %d", level)
                 raise _Close(_CONNACK_BAD_VERSION)
-            raise _ProtocolError(f"unknown protocol {name!r}")
+            raise ProtocolViolation(f"unknown protocol {name!r}")
         flags = reader.u8()
         keepalive = reader.u16()
         if first & 0x0F or flags & 0x01:
-            raise _ProtocolError("reserved CONNECT flag set")
+            raise ProtocolViolation("reserved CONNECT flag set")
         client_id = reader.string()
         will: _Message | None = None
         if flags & 0x04:
             will_qos = flags >> 3 & 3
             if will_qos == 3:
-                raise _ProtocolError("will QoS 3")
+                raise ProtocolViolation("will QoS 3")
             topic = reader.string()
-            _check_topic(topic)
+            check_topic(topic)
             will = _Message(topic, reader.binary(), will_qos, bool(flags & 0x20))
         elif flags & 0x38:
-            raise _ProtocolError("will QoS/retain set without a will")
+            raise ProtocolViolation("will QoS/retain set without a will")
         if flags & 0x80:
             reader.string()  # user name: anything is accepted
         if flags & 0x40:
@@ -555,18 +445,18 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
     def _on_publish(self, client: _Client, first: int, body: bytes) -> None:
         qos = first >> 1 & 3
         if qos == 3:
-            raise _ProtocolError("PUBLISH with QoS 3")
-        reader = _Reader(body)
+            raise ProtocolViolation("PUBLISH with QoS 3")
+        reader = FieldReader(body)
         topic = reader.string()
-        _check_topic(topic)
+        check_topic(topic)
         pid = reader.u16() if qos else 0
         if qos and not pid:
-            raise _ProtocolError("packet id 0")
+            raise ProtocolViolation("packet id 0")
         payload = reader.rest()
         if qos == 1:
-            client.send(_packet(0x40, pid.to_bytes(2, "big")))
+            client.send(packet(0x40, pid.to_bytes(2, "big")))
         elif qos == 2:
-            client.send(_packet(0x50, pid.to_bytes(2, "big")))
+            client.send(packet(0x50, pid.to_bytes(2, "big")))
             if pid in client.qos2_ids:
                 return  # a redelivery before PUBREL: deliver once
             client.qos2_ids.add(pid)
@@ -574,18 +464,18 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
         self._publish(_Message(topic, payload, qos, bool(first & 0x01)))
 
     def _on_subscribe(self, client: _Client, body: bytes) -> None:
-        reader = _Reader(body)
+        reader = FieldReader(body)
         pid = reader.u16()
         if reader.at_end():
-            raise _ProtocolError("SUBSCRIBE without topic filters")
+            raise ProtocolViolation("SUBSCRIBE without topic filters")
         codes = bytearray()
         added: list[tuple[list[str], int]] = []
         while not reader.at_end():
             topic_filter = reader.string()
             requested = reader.u8()
             if requested > 2:
-                raise _ProtocolError(f"bad requested QoS byte {requested:#04x}")
-            if not _valid_filter(topic_filter):
+                raise ProtocolViolation(f"bad requested QoS byte {requested:#04x}")
+            if not valid_filter(topic_filter):
                 codes.append(0x80)
                 continue
             granted = min(requested, 1)
@@ -594,29 +484,29 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
             added.append((levels, granted))
             codes.append(granted)
         self._routes.clear()
-        client.send(_packet(0x90, pid.to_bytes(2, "big") + bytes(codes)))
+        client.send(packet(0x90, pid.to_bytes(2, "big") + bytes(codes)))
         best: dict[str, int] = {}
         for topic in self._retained:
             topic_levels = topic.split("/")
             for levels, granted in added:
-                if granted > best.get(topic, -1) and _matches(levels, topic_levels):
+                if granted > best.get(topic, -1) and matches(levels, topic_levels):
                     best[topic] = granted
         for topic, granted in best.items():
             if self._has_room(client):
                 msg = self._retained[topic]
                 qos = min(msg.qos, granted)
                 pid = client.next_pid() if qos else 0
-                self._push(client, _encode_publish(topic.encode(), msg.payload, qos, True, pid))
+                self._push(client, encode_publish(topic.encode(), msg.payload, qos, True, pid))
 
     def _on_unsubscribe(self, client: _Client, body: bytes) -> None:
-        reader = _Reader(body)
+        reader = FieldReader(body)
         pid = reader.u16()
         if reader.at_end():
-            raise _ProtocolError("UNSUBSCRIBE without topic filters")
+            raise ProtocolViolation("UNSUBSCRIBE without topic filters")
         while not reader.at_end():
             client.subs.pop(reader.string(), None)
         self._routes.clear()
-        client.send(_packet(0xB0, pid.to_bytes(2, "big")))
+        client.send(packet(0xB0, pid.to_bytes(2, "big")))
 
     def _route(self, topic: str) -> list[tuple[_Client, int]]:
         """The sessions subscribed to ``topic``, each once with its highest granted QoS."""
@@ -628,7 +518,7 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
         for client in self._sessions.values():
             best = -1
             for levels, granted in client.subs.values():
-                if granted > best and _matches(levels, topic_levels):
+                if granted > best and matches(levels, topic_levels):
                     best = granted
             if best >= 0:
                 targets.append((client, best))
@@ -649,10 +539,10 @@ class EmbeddedBroker(anyio.AsyncContextManagerMixin):
             if not self._has_room(client):
                 continue
             if granted and msg.qos:
-                self._push(client, _encode_publish(topic, msg.payload, 1, False, client.next_pid()))
+                self._push(client, encode_publish(topic, msg.payload, 1, False, client.next_pid()))
                 continue
             if qos0 is None:
-                qos0 = _encode_publish(topic, msg.payload, 0, False, 0)
+                qos0 = encode_publish(topic, msg.payload, 0, False, 0)
             self._push(client, qos0)
 
     def _has_room(self, client: _Client) -> bool:
