@@ -35,7 +35,7 @@ from cl_client.testing import (
     generic_task,
 )
 from cl_client.testing.compute._app import create_compute_app
-from cl_client.testing.compute._service import _MqttLink
+from cl_client.testing.compute._mqtt_link import MqttLink
 
 EXTERNAL = os.environ.get("CL_CLIENT_TEST_MQTT_URL") or None
 EVENTS = "inference/events"
@@ -970,7 +970,7 @@ class _FlakyConnection:
 
 
 async def test_link_keeps_messages_that_could_not_be_sent() -> None:
-    link = _MqttLink(parse_mqtt_url("mqtt://127.0.0.1:1"), subscriptions=[], on_message=print)
+    link = MqttLink(parse_mqtt_url("mqtt://127.0.0.1:1"), subscriptions=[], on_message=print)
     await link.publish("t", b"kept while down")
     conn = _FlakyConnection()
     link._conn = conn
