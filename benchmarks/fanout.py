@@ -19,6 +19,12 @@ first) and the ``GET/s`` column shows what it asked of the server. For each cons
 1. **paced**: 2,000 ``processing`` events at 1,000 events/s from one publisher process; the
    broker-to-consumer latency (p50, p99, max) of what the consumer saw. The timestamps are taken
    on one machine with ``time.time_ns`` in both processes; the latency includes the broker.
+   Two plain consumers of the backend (``_plain.py``: a paho thread for trio, an aiomqtt loop
+   for asyncio), each in a process of its own, see the same stream beside every consumer: one
+   subscribed before the consumer, one after. The broker sends a message to its subscribers one
+   after the other, and on two cores the later ones wait for a core (about 0.1 ms here), so the
+   consumer, in the middle, is compared with the mean of the two: ``x plain`` for latency is like
+   for like, in one run. The plain rows' own ``x plain`` is the control (about 1.00);
 2. **burst** (throughput): the consumer's event loop (or thread) is held while the publishers
    send the whole burst (about ``--events`` messages: progress events, then ``completed`` for every
    job), so the broker queues it; then the consumer drains it as fast as it can. events/s is the
@@ -34,10 +40,12 @@ by tracemalloc) the client keeps per cached update (the ``queued`` priming) and 
 subscription (registered, its primed state consumed, no task waiting on it).
 
 Run: ``uv run python benchmarks/fanout.py [--sizes 1,1000,10000] [--no-gc] [--repeat 3]
-[--reconcile]``
+[--median] [--reconcile]``
 (needs mosquitto). ``--no-gc`` switches the cyclic collector off while measuring, which separates
 collection pauses from the client's own latency. With ``--repeat`` the best of the runs is shown
-(the least disturbed one on a shared machine).
+(the least disturbed one on a shared machine), or with ``--median`` the median run: the one with
+the median events/s for the throughput columns, the one with the median latency ratio to its
+plain neighbour for the latency columns.
 """
 
 from __future__ import annotations
@@ -140,6 +148,31 @@ def paced_plans(jobs: int) -> list[str]:
     return [f"processing:{PACED_PROGRESS}:{-(-PACED_EVENTS // jobs)}"]
 
 
+class PlainNeighbours:
+    """Plain consumer processes (``_plain.py``) that see the paced stream beside a consumer:
+    the first subscribes when this is made (before the consumer), the second in ``second()``."""
+
+    def __init__(self, url: str, prefix: str, jobs: int, backend: str) -> None:
+        kind = "paho" if backend == "trio" else "aiomqtt"
+        script = str(ROOT / "benchmarks" / "_plain.py")
+        self.command = [sys.executable, script, url, TOPIC, prefix, str(jobs), str(PACED_EVENTS)]
+        self.command.append(kind)
+        self.processes: list[subprocess.Popen[str]] = []
+        self.second()
+
+    def second(self) -> None:
+        process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
+        self.processes.append(process)
+        assert process.stdout is not None
+        line = cast(str, process.stdout.readline())
+        if line.strip() != "ready":  # subscribed (blocks, briefly)
+            raise RuntimeError("a plain consumer did not start")
+
+    def latencies_us(self) -> list[list[int]]:
+        outs = [process.communicate(timeout=60)[0] for process in self.processes]
+        return [cast(list[int], json.loads(out)) for out in outs]
+
+
 # ------------------------------------------------------------------------------ results
 
 
@@ -172,6 +205,8 @@ class Result:
     cpu: float = float("nan")
     latencies_us: list[int] = field(default_factory=list)
     paced_received: int = 0
+    neighbours_us: list[list[int]] = field(default_factory=list)
+    """The plain neighbours' latencies (subscribed before and after), same paced stream."""
     objects_per_update: float = float("nan")
     bytes_per_update: float = float("nan")
     objects_per_sub: float = float("nan")
@@ -187,22 +222,38 @@ class Result:
     def cpu_us(self) -> float:
         return self.cpu / self.events * 1e6 if self.events else float("nan")
 
-    def percentile(self, q: float) -> float:
-        lat = sorted(self.latencies_us)
+    def percentile(self, q: float, latencies: list[int] | None = None) -> float:
+        lat = sorted(self.latencies_us if latencies is None else latencies)
         if not lat:
             return float("nan")
         if q == 0.5:
             return statistics.median(lat) / 1000
         return lat[min(len(lat) - 1, int(len(lat) * q))] / 1000
 
+    @property
+    def neighbour_p50s(self) -> list[float]:
+        return [self.percentile(0.5, latencies) for latencies in self.neighbours_us]
 
-def best(results: list[Result]) -> Result:
-    """The least disturbed of repeated runs: best throughput, lowest p50, its own memory."""
-    fastest = max(results, key=lambda r: r.rate if r.rate == r.rate else -1.0)
-    calmest = min(results, key=lambda r: r.percentile(0.5) if r.latencies_us else 1e9)
-    fastest.latencies_us = calmest.latencies_us
-    fastest.paced_received = calmest.paced_received
-    return fastest
+    @property
+    def p50_ratio(self) -> float:
+        """p50 over the plain neighbours' mean p50 (same stream, same run)."""
+        p50s = self.neighbour_p50s
+        return self.percentile(0.5) / (sum(p50s) / len(p50s)) if p50s else float("nan")
+
+
+def summarise(results: list[Result], median: bool) -> Result:
+    """One row for repeated runs: the best (highest throughput, lowest p50) or the median ones."""
+    if median:
+        by_rate = sorted(results, key=lambda r: r.rate if r.rate == r.rate else -1.0)
+        by_ratio = sorted(results, key=lambda r: r.p50_ratio if r.latencies_us else 1e9)
+        chosen, calm = by_rate[len(results) // 2], by_ratio[len(results) // 2]
+    else:
+        chosen = max(results, key=lambda r: r.rate if r.rate == r.rate else -1.0)
+        calm = min(results, key=lambda r: r.percentile(0.5) if r.latencies_us else 1e9)
+    chosen.latencies_us = calm.latencies_us
+    chosen.paced_received = calm.paced_received
+    chosen.neighbours_us = calm.neighbours_us
+    return chosen
 
 
 # ------------------------------------------------------------------------------ cl-client
@@ -251,6 +302,7 @@ async def run_client(
     phase = Phase()
     compute_url = reconcile.compute_url
     reads_before = job_reads(compute_url) if compute_url else 0
+    neighbours = PlainNeighbours(url, prefix, jobs, backend)
     started = time.perf_counter()
     if compute_url:  # knows every job as queued; default reconcile settings
         client = ComputeClient(
@@ -301,12 +353,14 @@ async def run_client(
             await anyio.sleep(max(0.1, reconcile.settle))  # (the reconciler's steady state)
             result.heap_objects = len(gc.get_objects())
 
-            # paced: latency below saturation
+            # paced: latency below saturation, beside a plain consumer of the same stream
+            neighbours.second()
             await wait_processes(
                 publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
             )
             await poll_until(lambda: phase.received >= PACED_EVENTS, 10)
             result.latencies_us, result.paced_received = phase.latencies_us, phase.received
+            result.neighbours_us = neighbours.latencies_us()
 
             # burst: throughput, consumer-bound
             plans, result.events = burst_plans(jobs, events)
@@ -356,6 +410,7 @@ async def run_aiomqtt(url: str, jobs: int, events: int) -> Result:
     prefix = f"bench-aiomqtt-{time.time_ns()}"
     state = PlainState([f"{prefix}-{i}" for i in range(jobs)])
     port = urlsplit(url).port or 1883
+    neighbours = PlainNeighbours(url, prefix, jobs, "asyncio")
     async with (
         aiomqtt.Client("127.0.0.1", port, max_queued_incoming_messages=0) as client,
         anyio.create_task_group() as tg,
@@ -369,11 +424,13 @@ async def run_aiomqtt(url: str, jobs: int, events: int) -> Result:
         tg.start_soon(consume)
         await anyio.sleep(0.1)
         result.heap_objects = len(gc.get_objects())
+        neighbours.second()
         await wait_processes(
             publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
         )
         await poll_until(lambda: state.phase.received >= PACED_EVENTS, 10)
         result.latencies_us, result.paced_received = state.phase.latencies_us, state.phase.received
+        result.neighbours_us = neighbours.latencies_us()
         plans, result.events = burst_plans(jobs, events)
         state.phase = Phase()
         wait_blocking(publish(url, prefix, jobs, *plans))
@@ -402,6 +459,7 @@ def run_paho(url: str, jobs: int, events: int) -> Result:
     client.on_message = on_message
     client.on_subscribe = lambda *args: subscribed.set()  # pyright: ignore[reportUnknownLambdaType]
     parts = urlsplit(url)
+    neighbours = PlainNeighbours(url, prefix, jobs, "trio")
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
     client.loop_start()
     client.subscribe(TOPIC, qos=1)
@@ -414,11 +472,13 @@ def run_paho(url: str, jobs: int, events: int) -> Result:
         while not done() and time.monotonic() < deadline:
             time.sleep(0.002)
 
+    neighbours.second()
     wait_blocking(
         publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
     )
     wait_for(lambda: state.phase.received >= PACED_EVENTS)
     result.latencies_us, result.paced_received = state.phase.latencies_us, state.phase.received
+    result.neighbours_us = neighbours.latencies_us()
     plans, result.events = burst_plans(jobs, events)
     state.phase = Phase()
     client.loop_stop()  # the consumer thread is held while the burst is published
@@ -484,15 +544,17 @@ def print_table(results: list[Result], gc_note: str) -> None:
     print(
         f"{'backend':<8} {'consumer':<14} {'events/s':>9} {'x plain':>7} {'CPU us/ev':>9} "
         f"{'x plain':>7} "
-        f"{'p50 ms':>7} {'x plain':>7} {'p99 ms':>7} {'max ms':>7} {'seen':>11} "
+        f"{'p50 ms':>7} {'plain 1st/2nd':>13} {'x plain':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'seen':>11} "
         f"{'obj/upd':>7} {'B/upd':>6} {'obj/sub':>7} {'B/sub':>6} {'heap obj':>9} {'GET/s':>6}"
     )
     for r in results:
         base = plain[r.backend]
+        neighbours = "/".join(f"{p50:.2f}" for p50 in r.neighbour_p50s)
         print(
             f"{r.backend:<8} {r.consumer:<14} {r.rate:>9,.0f} {r.rate / base.rate:>7.2f} "
             f"{r.cpu_us:>9.1f} {r.cpu_us / base.cpu_us:>7.2f} {r.percentile(0.5):>7.2f} "
-            f"{r.percentile(0.5) / base.percentile(0.5):>7.2f} {r.percentile(0.99):>7.2f} "
+            f"{neighbours:>13} {r.p50_ratio:>7.2f} {r.percentile(0.99):>7.2f} "
             f"{r.percentile(1.0):>7.2f} {r.paced_received:>5}/{PACED_EVENTS:<5} "
             f"{r.objects_per_update:>7.2f} {r.bytes_per_update:>6.0f} "
             f"{r.objects_per_sub:>7.2f} {r.bytes_per_sub:>6.0f} {r.heap_objects:>9,} "
@@ -505,6 +567,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,1000,10000", help="watched jobs (comma-separated)")
     parser.add_argument("--events", type=int, default=40_000, help="burst size (about)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per row; the best is shown")
+    parser.add_argument(
+        "--median", action="store_true", help="with --repeat: show the median run, not the best"
+    )
     parser.add_argument("--only", default="", help="consumers to run, e.g. 'trio watch,trio paho'")
     parser.add_argument(
         "--no-gc", action="store_true", help="turn off the cyclic GC while measuring"
@@ -521,6 +586,7 @@ def main() -> None:
     sizes = [int(size) for size in cast(str, args.sizes).split(",")]
     events = cast(int, args.events)
     repeat = cast(int, args.repeat)
+    median = cast(bool, args.median)
     only = [name.strip() for name in cast(str, args.only).split(",") if name.strip()]
     if cast(bool, args.no_gc):
         gc.disable()
@@ -548,7 +614,7 @@ def main() -> None:
                     measure(broker.url, jobs, events, backend, consumer, reconcile)
                     for _ in range(repeat)
                 ]
-                results.append(best(runs))
+                results.append(summarise(runs, median))
             print_table(results, gc_note)
     finally:
         if server is not None:
