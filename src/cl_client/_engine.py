@@ -145,9 +145,7 @@ class Engine:
                             started = True
                             task_status.started()
                         backoff.reset()
-                        async for message in conn.messages():
-                            self.on_message(message)
-                        raise MqttError(f"MQTT connection to {settings.mqtt.url} closed")
+                        await conn.deliver(self.on_message)  # until it raises MqttError
                 except MqttError as exc:
                     self.mqtt_connected = False
                     if not started:

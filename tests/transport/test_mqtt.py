@@ -388,6 +388,40 @@ async def test_roundtrip_qos0_and_qos1(mqtt_url: str, backend: Backend, topic: s
     assert second == MqttMessage(f"{topic}/one", b"1", qos=1, retain=False)
 
 
+async def test_deliver_hands_every_message_to_the_handler_in_order(
+    mqtt_url: str, backend: Backend, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    received: list[bytes] = []
+    four = anyio.Event()
+
+    def handler(message: MqttMessage) -> None:
+        if message.payload == b"boom":
+            raise RuntimeError("a bug in the handler")
+        received.append(message.payload)
+        if len(received) == 4:
+            four.set()
+
+    async with connect(mqtt_url, backend) as conn:
+        await conn.subscribe(f"{topic}/d")
+        for payload in (b"0", b"1"):  # (may arrive before deliver() starts: handed over first)
+            await conn.publish(f"{topic}/d", payload)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.deliver, handler)
+            for payload in (b"2", b"boom", b"3"):
+                await conn.publish(f"{topic}/d", payload)
+            with anyio.fail_after(5):
+                await four.wait()
+            tg.cancel_scope.cancel()
+        # cancelled: messages go to messages() again
+        await conn.publish(f"{topic}/d", b"4")
+        assert (await receive(conn)).payload == b"4"
+    assert received == [b"0", b"1", b"2", b"3"]
+    assert "MQTT message handler failed" in caplog.text
+    assert "a bug in the handler" in caplog.text
+    with pytest.raises(MqttError, match="closed"):
+        await conn.deliver(handler)
+
+
 async def test_subscription_qos_caps_delivery(mqtt_url: str, backend: Backend, topic: str) -> None:
     async with connect(mqtt_url, backend) as conn:
         await conn.subscribe(f"{topic}/a", qos=0)
@@ -573,6 +607,8 @@ async def test_not_usable_before_entering(backend: Backend) -> None:
     conn = cast(MqttConnection, connect("mqtt://127.0.0.1:1", backend))  # (it is one)
     with pytest.raises(MqttError, match=r"not open yet|closed"):
         await anext(conn.messages())
+    with pytest.raises(MqttError, match=r"not open yet|closed"):
+        await conn.deliver(lambda _message: None)
     with pytest.raises(MqttError):
         await conn.publish("a", b"")
 
@@ -694,6 +730,34 @@ async def test_connection_lost_mid_stream(mqtt_url: str, backend: Backend, topic
             await conn.subscribe(f"{topic}/3")
         with pytest.raises(MqttError, match="lost"):
             await anext(conn.messages())
+
+
+async def test_deliver_raises_when_the_connection_is_lost(
+    mqtt_url: str, backend: Backend, topic: str
+) -> None:
+    received: list[MqttMessage] = []
+    first = anyio.Event()
+
+    def handler(message: MqttMessage) -> None:
+        received.append(message)
+        first.set()
+
+    async with proxy_to(mqtt_url) as proxy, connect(proxy.url, backend) as conn:
+        await conn.subscribe(f"{topic}/#")
+
+        async def publish_then_cut() -> None:
+            await conn.publish(f"{topic}/1", b"1")
+            await first.wait()
+            proxy.cut()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(publish_then_cut)
+                with pytest.raises(MqttError, match=f"connection to {proxy.url} lost"):
+                    await conn.deliver(handler)
+        with pytest.raises(MqttError, match="lost"):
+            await anext(conn.messages())
+    assert [m.payload for m in received] == [b"1"]
 
 
 @pytest.mark.slow
@@ -942,6 +1006,54 @@ async def test_qos1_acknowledged_after_delivery_and_qos2_through_paho(
     assert {m.qos for m in received[:50]} == {1}
     assert received[50] == MqttMessage("t/2", b"two", qos=2)
     assert acked == list(range(1, 51))
+
+
+@paho_only
+async def test_deliver_acknowledges_qos1_after_the_handler_and_runs_once(
+    combo: tuple[str, Backend],
+) -> None:
+    acked: list[int] = []
+    acked_before: list[list[int]] = []
+    all_acked = anyio.Event()
+
+    async def script(packets: PacketStream) -> None:
+        await accept_connect(packets)
+        kind, body = await packets.read_packet()
+        assert kind == 8
+        await packets.send(suback_for(body, lambda _name: False))
+        kind, body = await packets.read_packet()  # a PUBLISH of ours: deliver() is running
+        assert kind == 3
+        packet_id = body[2 + int.from_bytes(body[:2], "big") :][:2]
+        await packets.send(b"\x40\x02" + packet_id)  # its PUBACK
+        await packets.send(
+            b"".join(qos_publish_packet(b"t/1", b"%d" % i, 1, i + 10) for i in range(20))
+        )
+        while True:
+            kind, body = await packets.read_packet()
+            if kind == 4:  # PUBACK
+                acked.append(int.from_bytes(body, "big"))
+                if len(acked) == 20:
+                    all_acked.set()
+            elif kind == 14:
+                return
+
+    def handler(message: MqttMessage) -> None:
+        acked_before.append(list(acked))
+        assert int(message.payload) + 10 not in acked
+
+    async with fake_broker(script) as broker, connect(broker.url, "paho") as conn:
+        await conn.subscribe("#", qos=1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.deliver, handler)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(RuntimeError, match="already running"):
+                await conn.deliver(handler)
+            await conn.publish("t/mine", b"x", qos=1)
+            with anyio.fail_after(5):
+                await all_acked.wait()
+            tg.cancel_scope.cancel()
+    assert len(acked_before) == 20
+    assert acked == list(range(10, 30))
 
 
 @paho_only

@@ -11,6 +11,12 @@ A thin wrapper with three repairs, each needing a look inside aiomqtt 2.x:
   here it raises MqttError. Messages that arrived before the drop are delivered before the error.
 * **Teardown.** Exiting closes the socket even when the broker does not answer the DISCONNECT, and
   waits for aiomqtt's housekeeping task to end.
+
+Messages are taken from aiomqtt's queue with ``Queue.get()`` rather than through
+``client.messages``, whose ``__anext__`` makes a task per message and waits on it with
+``asyncio.wait``: three scheduling rounds between the socket and the consumer instead of one.
+The end of the connection reaches a waiting reader as a marker put into the queue when
+aiomqtt's ``_disconnected`` future completes, after every message that arrived before it.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import NoReturn, Self, TypeVar, cast
 
 import aiomqtt
 import anyio
@@ -66,6 +72,9 @@ _aiomqtt_logger = logging.getLogger(f"{__name__}.aiomqtt")
 _aiomqtt_logger.addFilter(_ExpectedToDebug())
 
 _T = TypeVar("_T")
+
+_LOST = cast(aiomqtt.Message, object())
+"""Put into aiomqtt's queue when the connection ends: wakes a reader waiting in ``get()``."""
 
 
 class _MessageIterator:
@@ -140,6 +149,8 @@ class AiomqttConnection:
                 raise MqttError(f"could not connect to {self._url}: {reason}") from None
             raise
         self._open = True
+        queue = client._queue
+        client._disconnected.add_done_callback(lambda _: queue.put_nowait(_LOST))
         logger.debug("connected to %s as %s", self._url, self._client_id)
         return self
 
@@ -317,13 +328,24 @@ class AiomqttConnection:
             raise self._lost_error()
         queue = client._queue
         if queue.empty():
-            try:
-                message = await client.messages.__anext__()
-            except aiomqtt.MqttError:
-                if queue.empty():
-                    raise self._lost_error() from None
-                message = queue.get_nowait()  # arrived together with the disconnect
+            if client._disconnected.done():
+                raise self._lost_error()
+            message = await queue.get()  # (a cancelled get() leaves the queue as it was)
         else:
             await anyio.lowlevel.checkpoint()
             message = queue.get_nowait()
+        if message is _LOST:
+            queue.put_nowait(_LOST)  # for any other reader, and the next call
+            raise self._lost_error()
         return MqttMessage(message.topic.value, message.payload, message.qos, message.retain)
+
+    async def deliver(self, handler: Callable[[MqttMessage], None]) -> NoReturn:
+        """Call ``handler`` with every incoming message, in order, until the connection is
+        lost: then raise MqttError. An exception the handler raises is logged and the next
+        message goes on."""
+        while True:
+            message = await self.next_message()
+            try:
+                handler(message)
+            except Exception:  # the handler's bug must not end the connection for everyone
+                logger.exception("MQTT message handler failed on a message on %r", message.topic)

@@ -8,7 +8,9 @@
 Both behave the same at this seam: MQTT v3.1.1 with a clean session; the socket (DNS, TCP, TLS) is
 opened with anyio, so a connect can be cancelled at any point without leaving a socket behind;
 every failure is an ``MqttError`` naming the broker URL (never its credentials); ``messages()``
-delivers what arrived, in order, then raises ``MqttError`` once the connection is gone; pending
+delivers what arrived, in order, then raises ``MqttError`` once the connection is gone (and
+``deliver(handler)`` does the same with a synchronous handler, which on trio is called by the
+reader task itself: one task switch less per message); pending
 ``subscribe``/``publish`` calls fail the same way instead of hanging. Incoming messages are
 buffered without bound (as aiomqtt does): the reader never waits for the consumer.
 
@@ -22,10 +24,10 @@ import os
 import socket
 import ssl
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NoReturn, Protocol
 
 import anyio
 
@@ -62,6 +64,12 @@ class MqttConnection(Protocol):
 
     def messages(self) -> AsyncIterator[MqttMessage]:
         """Incoming messages, in order. Raises MqttError when the connection is lost."""
+        ...
+
+    async def deliver(self, handler: Callable[[MqttMessage], None]) -> NoReturn:
+        """Call ``handler`` (synchronous, must not block) with every incoming message, in order,
+        as soon as it is read; raise MqttError when the connection is lost. An exception from
+        the handler is logged and delivery goes on."""
         ...
 
 

@@ -7,8 +7,10 @@ and handed to paho, which then only parses and builds packets:
 * the reader waits until the socket is readable, then calls ``loop_read()`` (one packet per call)
   in a bounded batch; a buffered socket wrapper turns paho's many tiny ``recv`` calls into one
   large read and tells the reader when the kernel buffer is drained. The messages of one wake-up
-  go to ``messages()`` as one batch, and only then are their acknowledgements (PUBACKs) written,
-  all in one socket write: QoS 1 acknowledges a message after it was handed over, never before;
+  go to ``messages()`` as one batch (or, under ``deliver(handler)``, to the handler, called by
+  the reader itself: no task switch between the socket and the handler), and only then are
+  their acknowledgements (PUBACKs) written, all in one socket write: QoS 1 acknowledges a
+  message after it was handed over, never before;
 * the writer flushes what could not be written at once (paho's queue and the socket wrapper's
   write buffer) when the socket is writable, and calls ``loop_misc()`` about every second for
   keepalive pings.
@@ -27,9 +29,9 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, NoReturn, Self
 
 import anyio
 import anyio.lowlevel
@@ -164,6 +166,7 @@ class PahoConnection(anyio.AsyncContextManagerMixin):
         self._send: MemoryObjectSendStream[list[MqttMessage]]
         self.receive_stream: MemoryObjectReceiveStream[list[MqttMessage]]
         self._batch: list[MqttMessage] = []
+        self._handler: Callable[[MqttMessage], None] | None = None
         self._reading = False
         self._subacks: dict[int, _Suback] = {}
         self._pubacks: dict[int, anyio.Event] = {}
@@ -338,12 +341,25 @@ class PahoConnection(anyio.AsyncContextManagerMixin):
         return True
 
     def _hand_over(self) -> None:
-        """Put the messages of this round into the stream, as one batch."""
+        """Hand the messages of this round to the handler, or put them into the stream as one
+        batch."""
         batch = self._batch
         if batch:
             self._batch = []
+            if self._handler is not None:
+                self._call_handler(self._handler, batch)
+                return
             with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
                 self._send.send_nowait(batch)
+
+    def _call_handler(
+        self, handler: Callable[[MqttMessage], None], batch: list[MqttMessage]
+    ) -> None:
+        for message in batch:
+            try:
+                handler(message)
+            except Exception:  # the handler's bug must not end the connection for everyone
+                logger.exception("MQTT message handler failed on a message on %r", message.topic)
 
     def _write_now(self) -> None:
         """Write what is queued (a round's PUBACKs, a request) in one system call if the socket
@@ -580,3 +596,31 @@ class PahoConnection(anyio.AsyncContextManagerMixin):
     def messages(self) -> AsyncIterator[MqttMessage]:
         """Incoming messages, in order. Raises MqttError when the connection is lost."""
         return _MessageIterator(self)
+
+    async def deliver(self, handler: Callable[[MqttMessage], None]) -> NoReturn:
+        """Call ``handler`` with every incoming message, in order, from the reader task itself
+        (no task switch per message), until the connection is lost: then raise MqttError.
+
+        What arrived before (and was not taken by ``messages()``) is handed over first. The
+        handler must not block; an exception it raises is logged and the next message goes on.
+        Cancelling this call stops the handing over: later messages go to ``messages()``.
+        """
+        if not self.entered:
+            raise self.closed_error()
+        if self._handler is not None:
+            raise RuntimeError("deliver() is already running on this connection")
+        self._handler = handler
+        try:
+            while True:
+                # What the reader put into the stream before is handed over first, in order;
+                # from now on the reader calls the handler itself and this waits for the end.
+                try:
+                    try:
+                        batch = self.receive_stream.receive_nowait()
+                    except anyio.WouldBlock:
+                        batch = await self.receive_stream.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    raise self.closed_error() from None
+                self._call_handler(handler, batch)
+        finally:
+            self._handler = None
