@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 import httpx
@@ -966,6 +967,9 @@ class _FlakyConnection:
         self.sent.append(payload.encode() if isinstance(payload, str) else payload)
 
     def messages(self) -> AsyncIterator[MqttMessage]:
+        raise NotImplementedError
+
+    async def deliver(self, handler: Callable[[MqttMessage], None]) -> NoReturn:
         raise NotImplementedError
 
 

@@ -1321,7 +1321,7 @@ def test_packet_socket_frames_split_packets_and_acks_in_one_write() -> None:
     while True:
         packet = sock.next_packet()
         if packet is None:
-            if sock.fill():
+            if sock.fill() or kernel.chunks:  # (chunks left: readable again after a short read)
                 continue
             break
         header, start, end = packet
@@ -1344,6 +1344,27 @@ def test_packet_socket_frames_split_packets_and_acks_in_one_write() -> None:
     assert kernel.writes == []
     assert sock.unsent == 400 and sock.flush() and sock.unsent == 0
     assert kernel.writes == [b"".join(b"\x40\x02" + i.to_bytes(2, "big") for i in range(1, 101))]
+
+
+def test_packet_socket_short_read_means_drained() -> None:
+    class CountingKernel(KernelSocket):
+        reads = 0
+
+        def recv(self, size: int) -> bytes:
+            self.reads += 1
+            return super().recv(size)
+
+    kernel = CountingKernel(publish_packet(b"t", b"one"))
+    sock, _ = packet_socket(kernel)
+    sock.drained = False
+    assert sock.fill() and kernel.reads == 1
+    packet = sock.next_packet()
+    assert packet is not None
+    assert sock.take_publish(*packet) == MqttMessage("t", b"one")
+    assert sock.next_packet() is None
+    assert not sock.fill() and sock.drained and kernel.reads == 1  # no second read needed
+    kernel.chunks.append(publish_packet(b"t", b"two"))
+    assert sock.fill() and kernel.reads == 2  # (after the wait for readability)
 
 
 def test_packet_socket_refuses_malformed_packets() -> None:

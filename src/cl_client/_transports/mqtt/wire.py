@@ -120,6 +120,10 @@ class PacketSocket:
         self._limit = 0
         self._wanted = 0
         self._out = bytearray()
+        self._short_read_drains = not isinstance(sock, ssl.SSLSocket)
+        """A short read from a plain socket took all the kernel had (TLS reads one record)."""
+        self._emptied = False
+        """The last read was short: the next ``fill()`` says drained without asking the kernel."""
         self.drained = True
         self.closed = False
         self.eof = False
@@ -128,11 +132,17 @@ class PacketSocket:
     # -- reading ------------------------------------------------------------------------------
     def fill(self) -> bool:
         """Read what the kernel has; False if it had nothing (``drained``) or the peer closed
-        (``eof``). Raises OSError."""
+        (``eof``). After a short read from a plain socket (the kernel buffer was emptied) the
+        next call returns False at once instead of asking the kernel again. Raises OSError."""
         if self.closed:
             raise OSError(errno.EBADF, "socket is closed")
+        if self._emptied:
+            self._emptied = False
+            self.drained = True
+            return False
+        size = max(_RECV_SIZE, self._wanted)
         try:
-            data = self._sock.recv(max(_RECV_SIZE, self._wanted))
+            data = self._sock.recv(size)
         except _WOULD_BLOCK:
             self.drained = True
             return False
@@ -142,6 +152,7 @@ class PacketSocket:
         if not data:
             self.eof = True
             return False
+        self._emptied = len(data) < size and self._short_read_drains
         rest = len(self._buffer) - self._pos
         self._buffer = self._buffer[self._pos :] + data if rest else data
         self._pos = self._limit = 0
