@@ -114,6 +114,7 @@ async def test_exit_2_for_usage_errors_before_any_upload(
     assert not local_compute.state.jobs, "nothing was submitted"
 
 
+@pytest.mark.slow
 async def test_exit_2_when_outputs_would_clash(
     local_compute: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -229,6 +230,7 @@ def test_cli_defaults_are_the_library_defaults() -> None:
 # ---------------------------------------------------------------------------- batch options
 
 
+@pytest.mark.slow
 async def test_rerun_skips_existing_outputs_unless_overwrite(
     local_compute: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -257,6 +259,7 @@ async def test_rerun_skips_existing_outputs_unless_overwrite(
     assert thumb.stat().st_mtime_ns != before
 
 
+@pytest.mark.slow
 async def test_no_wait_prints_job_ids_and_keep_jobs_keeps_them(
     local_compute: LocalComputeService, tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ async def _submit(svc: LocalComputeService, *args: str | Path) -> list[str]:
 # ------------------------------------------------------------------------------------ job
 
 
+@pytest.mark.slow
 async def test_job_get_wait_delete(local_compute: LocalComputeService, tmp_path: Path) -> None:
     image = make_jpeg(tmp_path / "a.jpg", (40, 30))
     (job_id,) = await _submit(local_compute, "hash", "compute", image)
@@ -56,6 +57,7 @@ async def test_job_get_wait_delete(local_compute: LocalComputeService, tmp_path:
     assert not local_compute.state.jobs
 
 
+@pytest.mark.slow
 async def test_job_wait_failures_and_timeouts_exit_1(
     local_compute: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -77,6 +79,7 @@ async def test_job_wait_failures_and_timeouts_exit_1(
         rule.open()
 
 
+@pytest.mark.slow
 async def test_job_watch_lines_and_json(local_compute: LocalComputeService, tmp_path: Path) -> None:
     images = [make_jpeg(tmp_path / f"{n}.jpg", (40, 30)) for n in "ab"]
     local_compute.faults.delay_jobs(0.3)
@@ -167,6 +170,7 @@ async def test_job_download_one_file_and_everything(
 # -------------------------------------------------------------------------------- workers
 
 
+@pytest.mark.slow
 async def test_workers_list_wait_and_watch(
     local_compute_factory: Callable[..., LocalComputeService],
 ) -> None:
@@ -209,6 +213,7 @@ async def test_workers_list_wait_and_watch(
 # --------------------------------------------------------------------------------- server
 
 
+@pytest.mark.slow
 async def test_server_commands_as_admin_and_as_a_user(
     local_compute_factory: Callable[..., LocalComputeService],
 ) -> None:

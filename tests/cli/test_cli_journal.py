@@ -56,6 +56,7 @@ def _images(directory: Path, count: int) -> list[Path]:
     ]
 
 
+@pytest.mark.slow
 async def test_a_rerun_skips_done_inputs_and_reports_earlier_failures(
     svc4: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -96,6 +97,7 @@ async def test_a_rerun_skips_done_inputs_and_reports_earlier_failures(
     assert sum(seen.per_input().values()) == 11
 
 
+@pytest.mark.slow
 async def test_a_rerun_reattaches_to_running_jobs(
     svc4: LocalComputeService, tmp_path: Path
 ) -> None:
@@ -135,6 +137,7 @@ async def test_journal_errors(tmp_path: Path) -> None:
     assert retry.code == ExitCode.USAGE and "--journal" in retry.stderr
 
 
+@pytest.mark.slow
 async def test_a_batch_killed_with_sigkill_loses_nothing_and_submits_nothing_twice(
     svc4: LocalComputeService, tmp_path: Path
 ) -> None:

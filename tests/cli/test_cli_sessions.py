@@ -55,6 +55,7 @@ def _base(compute: LocalComputeService, auth: LocalAuthService) -> list[str]:
     return [*service_args(compute), "--auth-url", auth.url]
 
 
+@pytest.mark.slow
 async def test_login_whoami_logout(
     compute: LocalComputeService, auth: LocalAuthService, tmp_path: Path
 ) -> None:
@@ -348,6 +349,7 @@ async def test_user_commands_send_what_they_say(
     assert duplicate.code != 0 and "Username already registered" in duplicate.stderr
 
 
+@pytest.mark.slow
 async def test_user_commands_need_an_admin(
     compute: LocalComputeService, auth: LocalAuthService
 ) -> None:
@@ -374,6 +376,7 @@ async def test_user_usage_errors() -> None:
     assert no_password.code == ExitCode.USAGE and "--password" in no_password.stderr
 
 
+@pytest.mark.slow
 async def test_server_guest_mode_uses_the_saved_login(
     compute: LocalComputeService, auth: LocalAuthService
 ) -> None:

@@ -132,6 +132,7 @@ class FlakyTransport(httpx.AsyncHTTPTransport):
         return await super().handle_async_request(request)
 
 
+@pytest.mark.slow
 async def test_reconciler_survives_transport_errors(
     svc: LocalComputeService, upload: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

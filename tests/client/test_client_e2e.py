@@ -266,6 +266,7 @@ async def test_cancelling_the_client_leaves_nothing_behind(
     svc.faults.clear()
 
 
+@pytest.mark.slow
 async def test_closing_the_client_ends_open_watches(svc: LocalComputeService, upload: Path) -> None:
     errors: list[Exception] = []
     async with anyio.create_task_group() as tg, client_for(svc) as client:

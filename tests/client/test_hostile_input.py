@@ -125,6 +125,7 @@ async def test_garbage_from_the_broker_is_dropped_and_counted(
     await svc.publish_raw(b"", topic=worker_topic, retain=True)
 
 
+@pytest.mark.slow
 async def test_broker_restarts_and_connection_resets_log_no_error(
     local_compute_factory: Factory, upload: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -188,6 +189,7 @@ TOO_LARGE = ("larger than max_response_size", lambda: body(b" " * 300_000), Prot
     ("answer", "error"),
     [pytest.param(a, e, id=name) for name, a, e in [*BROKEN_ANSWERS, TOO_LARGE]],
 )
+@pytest.mark.slow
 async def test_broken_http_answers_raise_library_errors(
     svc: LocalComputeService,
     upload: Path,
@@ -211,6 +213,7 @@ async def test_broken_http_answers_raise_library_errors(
             await complete_a_job(client, upload)  # the same client goes on
 
 
+@pytest.mark.slow
 async def test_the_reconciler_survives_every_broken_answer(
     svc: LocalComputeService, upload: Path
 ) -> None:
@@ -243,6 +246,7 @@ async def test_the_reconciler_survives_every_broken_answer(
             await complete_a_job(client, upload)
 
 
+@pytest.mark.slow
 async def test_http_timeout_bounds_the_whole_request(
     svc: LocalComputeService, upload: Path
 ) -> None:
@@ -261,6 +265,7 @@ async def test_http_timeout_bounds_the_whole_request(
             await complete_a_job(client, upload)
 
 
+@pytest.mark.slow
 async def test_one_slow_reconcile_request_does_not_hold_up_another_job(
     local_compute_factory: Factory, upload: Path
 ) -> None:
@@ -286,6 +291,7 @@ async def test_one_slow_reconcile_request_does_not_hold_up_another_job(
             await complete_a_job(client, upload)
 
 
+@pytest.mark.slow
 async def test_a_forged_terminal_event_is_rechecked_not_trusted(
     svc: LocalComputeService, upload: Path
 ) -> None:
@@ -365,6 +371,7 @@ async def test_download_failures_are_library_errors_and_leave_nothing(
         assert saved.read_bytes() == big.read_bytes()
 
 
+@pytest.mark.slow
 async def test_server_provided_paths_with_control_characters_are_protocol_errors(
     svc: LocalComputeService, upload: Path, tmp_path: Path
 ) -> None:
@@ -463,6 +470,7 @@ async def test_url_credentials_are_never_shown() -> None:
     assert "s3cret-pw" not in str(bad.value)
 
 
+@pytest.mark.slow
 async def test_closed_worker_watches_and_timed_out_worker_waits_are_released(
     svc: LocalComputeService,
 ) -> None:

@@ -110,6 +110,7 @@ async def test_requests_in_flight_stay_within_reconcile_concurrency(
             await watch.aclose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("announce", [True, False], ids=["idle-announced", "quiet-worker"])
 async def test_silent_failure_ends_the_watch(
     svc: LocalComputeService, upload: Path, announce: bool

@@ -148,6 +148,7 @@ async def test_dino_embedding(target: PluginTarget, follow: Follow) -> None:
     assert final.params.get("normalize") is False
 
 
+@pytest.mark.slow
 async def test_face_embedding(target: PluginTarget, follow: Follow) -> None:
     await target.require("face_embedding")
     plugin = target.client.face_embedding
@@ -353,6 +354,7 @@ async def test_media_thumbnail(target: PluginTarget, follow: Follow, tmp_path: P
         assert thumb.size == fitted(original.size, (128, 128))
 
 
+@pytest.mark.slow
 async def test_media_thumbnail_sizes_one_call(target: PluginTarget, tmp_path: Path) -> None:
     await target.require("media_thumbnail")
     image = target.image()

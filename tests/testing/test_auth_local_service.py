@@ -50,6 +50,7 @@ async def test_lifecycle_and_helpers() -> None:
         ('"solo"', ["solo"]),
     ],
 )
+@pytest.mark.slow
 async def test_create_user_parses_permissions_like_the_real_service(
     sent: str, stored: list[str]
 ) -> None:

@@ -512,6 +512,7 @@ async def test_heartbeat_and_per_poll_announcements() -> None:
         assert 0 in idle[1:]
 
 
+@pytest.mark.slow
 async def test_worker_poll_interval_keeps_the_real_workers_timing() -> None:
     """With a poll interval a submission does not wake the worker: the job waits for the next
     poll, as on the real server; without one it is picked up at once."""
