@@ -17,6 +17,7 @@ nothing here knows about them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -31,6 +32,7 @@ import anyio.abc
 from ._core.backoff import Backoff
 from ._core.errors import ClClientError, MqttError, NotFoundError, ProtocolError
 from ._core.hub import JobHub, JobInterest
+from ._core.mailbox import Wakeup
 from ._core.models import JobResponse, JobUpdate
 from ._core.payloads import decode_job_event, decode_job_status, decode_worker, excerpt, topic_tail
 from ._core.reconcile import ReconcileSchedule, SchedulePolicy
@@ -95,15 +97,11 @@ class Engine:
         if self.settings.mqtt_enabled:
             await tg.start(self._run_feed)
 
-        async def checked_get_job(job_id: str) -> JobResponse:
-            return await self._reconcile_get_job(get_job, job_id)
-
         reconciler = Reconciler(
             self.schedule,
             self.hub,
-            checked_get_job,
+            functools.partial(self._reconcile_get_job, get_job),
             timeout=self.settings.http_timeout,
-            on_check=self._count_check,
         )
         tg.start_soon(reconciler.run)
         if self.settings.mqtt_enabled:
@@ -211,14 +209,12 @@ class Engine:
         )
 
     # -- reconciliation (the schedule and its budget: _core/reconcile.py) ---------------------
-    def _count_check(self) -> None:
-        self.counters.reconciled += 1
-
     async def _reconcile_get_job(self, get_job: GetJob, job_id: str) -> JobResponse:
         """``GET /jobs/{id}`` for the reconciler, counting failures in the statistics.
 
         The Reconciler keeps a failure to its own job (checked again on its schedule).
         """
+        self.counters.reconciled += 1
         try:
             return await get_job(job_id)
         except NotFoundError:
@@ -258,21 +254,19 @@ class Reconciler:
         get_job: Callable[[str], Awaitable[JobResponse]],
         *,
         timeout: float,
-        on_check: Callable[[], None] | None = None,
     ) -> None:
         self.schedule = schedule
         self._hub = hub
         self._get_job = get_job
         self._timeout = timeout
-        self._on_check = on_check
-        self._wakeup = anyio.Event()
+        self._wakeup = Wakeup()
         self._wake_at = -math.inf
         schedule.on_sooner = self._sooner
 
     def _sooner(self, when: float) -> None:
         if when < self._wake_at:
             self._wake_at = -math.inf
-            self._wakeup.set()
+            self._wakeup.wake()
 
     async def run(self) -> None:
         """The dispatcher (runs until cancelled)."""
@@ -284,7 +278,6 @@ class Reconciler:
                 if wait <= 0:
                     tg.start_soon(self._check, schedule.pop(now))
                     continue
-                self._wakeup = anyio.Event()
                 self._wake_at = now + wait
                 with anyio.move_on_after(wait):
                     await self._wakeup.wait()
@@ -293,8 +286,6 @@ class Reconciler:
     async def _check(self, interest: JobInterest) -> None:
         job_id = interest.job_id
         job: JobResponse | None = None
-        if self._on_check is not None:
-            self._on_check()
         try:
             with anyio.move_on_after(self._timeout) as scope:
                 job = await self._get_job(job_id)

@@ -6,7 +6,7 @@
 * :class:`LineDisplay` (stderr is a pipe or a file): one plain line per finished input.
 * :func:`print_summary`: the final table on stdout (input, status, result, outputs, time).
 * :class:`JobsDisplay` (``job watch``): a live table of jobs on a terminal, a final table on
-  stdout; it shares the live redraw task with :class:`LiveDisplay` (``_LiveRefresher``).
+  stdout; it shares the live redraw task with :class:`LiveDisplay` (``_redrawn``).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._core.errors import JobFailedError, ParameterError
 from .._core.groups import unwrap_group
+from .._core.mailbox import Wakeup
 from .._core.models import JobResponse
 
 __all__ = ["JobCompletions", "Outcome", "ParallelResults", "gather_parallel", "run_parallel"]
@@ -159,7 +160,7 @@ class JobCompletions:
     def __init__(self) -> None:
         self._expected: dict[str, None] = {}
         self._done: dict[str, JobResponse] = {}
-        self._changed: anyio.Event | None = None
+        self._changed = Wakeup()
 
     def __repr__(self) -> str:
         return f"<JobCompletions expected={len(self._expected)} done={len(self.done)}>"
@@ -167,8 +168,7 @@ class JobCompletions:
     def on_complete(self, job: JobResponse) -> None:
         """The callback: records the final JobResponse of a job."""
         self._done[job.job_id] = job
-        if self._changed is not None:
-            self._changed.set()
+        self._changed.wake()
 
     def expect(self, job: JobResponse | str) -> None:
         """Wait for this job too."""
@@ -195,7 +195,6 @@ class JobCompletions:
         With ``raise_on_error``, raise JobFailedError for the first failed job.
         """
         while self.pending:
-            self._changed = anyio.Event()
             await self._changed.wait()
         if raise_on_error and self.failed:
             raise JobFailedError(self.failed[0])

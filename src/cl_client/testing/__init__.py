@@ -65,24 +65,11 @@ __all__ = [
     "generic_task",
 ]
 
+_BROKER = ("BrokerStats", "EmbeddedBroker")
+_AUTH = ("LocalAuthService", "RecordedRequest", "StoredUser")
 _LAZY = {
-    **dict.fromkeys(("BrokerStats", "EmbeddedBroker"), ".broker"),
-    **dict.fromkeys(("LocalAuthService", "RecordedRequest", "StoredUser"), ".auth"),
-    **dict.fromkeys(
-        (
-            name
-            for name in __all__
-            if name
-            not in (
-                "BrokerStats",
-                "EmbeddedBroker",
-                "LocalAuthService",
-                "RecordedRequest",
-                "StoredUser",
-            )
-        ),
-        ".compute",
-    ),
+    name: ".broker" if name in _BROKER else ".auth" if name in _AUTH else ".compute"
+    for name in __all__
 }
 
 
