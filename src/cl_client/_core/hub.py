@@ -161,14 +161,20 @@ class JobHub:
                 self._latest[update.job_id] = update
             return False
         self.stats.accepted += 1
-        self._latest[update.job_id] = update
-        self._latest.move_to_end(update.job_id)
-        self._evict()
+        latest = self._latest
+        latest[update.job_id] = update
+        latest.move_to_end(update.job_id)
+        if len(latest) > self._cache_size:
+            self._evict()
         interest = self._interest.get(update.job_id)
         if interest is not None:
             interest.changed_at = now
-            for subscriber in list(interest.subscribers):
-                subscriber.deliver(update)
+            subscribers = interest.subscribers
+            if len(subscribers) == 1:  # the usual case, without a copy
+                subscribers[0].deliver(update)
+            else:  # (a copy: a subscriber may unsubscribe while it is delivered to)
+                for subscriber in list(subscribers):
+                    subscriber.deliver(update)
             if self.listener is not None and self._interest.get(update.job_id) is interest:
                 self.listener.changed(interest, update, now)
         return True

@@ -75,6 +75,7 @@ QUEUED = 4
 """A queued job's periodic check."""
 _NOT_READY = -1
 _QUEUED_RANK = 0
+_TERMINAL_RANK = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,27 +202,30 @@ class ReconcileSchedule:
         if latest is None:
             self._make_ready(interest, NEW, now)
         elif not latest.is_terminal:
-            self._note_status(interest, latest.status)
-            if rank(latest.status) != _QUEUED_RANK and self._idle_worker_for(interest.task_type):
+            queued = rank(latest.status) == _QUEUED_RANK
+            self._note_queued(interest, queued)
+            if not queued and self._idle_worker_for(interest.task_type):
                 # Processing, yet a worker that could be running it is idle: it may have just
                 # finished, silently, before the watch began (submit, then watch, races).
                 self._make_ready(interest, HINT, now)
             else:
-                self._push_timer(interest, self._deadline(interest, latest.status))
+                self._push_timer(interest, self._deadline(interest, queued))
 
     def changed(self, interest: JobInterest, update: JobUpdate, now: float) -> None:
         if update.job is not None and update.job.task_type:
             interest.task_type = update.job.task_type
-        if update.is_terminal:
+        status_rank = rank(update.status)  # (once: this runs for every accepted update)
+        if status_rank == _TERMINAL_RANK:
             self._processing.discard(interest)
             return
-        self._note_status(interest, update.status)
+        queued = status_rank == _QUEUED_RANK
+        self._note_queued(interest, queued)
         if interest.busy:
             return  # the check in flight reschedules it from the new clock
         # News supersedes a check waiting for the budget: the clock restarts from this change
         # (a job that just went processing must not wait in line with the queued ones).
         interest.ready = _NOT_READY
-        deadline = self._deadline(interest, update.status)
+        deadline = self._deadline(interest, queued)
         if deadline < interest.due:
             self._push_timer(interest, deadline)
 
@@ -230,8 +234,8 @@ class ReconcileSchedule:
         interest.ready = _NOT_READY
         interest.due = math.inf
 
-    def _note_status(self, interest: JobInterest, status: str) -> None:
-        if rank(status) == _QUEUED_RANK:
+    def _note_queued(self, interest: JobInterest, queued: bool) -> None:
+        if queued:
             self._processing.discard(interest)
         else:
             self._processing.add(interest)
@@ -272,7 +276,7 @@ class ReconcileSchedule:
                 continue
             status = self._hub.live_status(interest)
             if status is not None:
-                deadline = self._deadline(interest, status)
+                deadline = self._deadline(interest, rank(status) == _QUEUED_RANK)
                 if deadline < interest.due:
                     self._push_timer(interest, deadline)
 
@@ -364,19 +368,16 @@ class ReconcileSchedule:
                 interest.again = False
                 self._make_ready(interest, HINT, now)
             else:
-                self._push_timer(interest, self._deadline(interest, status))
+                self._push_timer(interest, self._deadline(interest, rank(status) == _QUEUED_RANK))
         if self.on_sooner is not None:
             self.on_sooner(now)  # a slot is free
 
     # -- internals -------------------------------------------------------------------------
-    def _deadline(self, interest: JobInterest, status: str) -> float:
+    def _deadline(self, interest: JobInterest, queued: bool) -> float:
+        """When the job is next due a check: a queued job backs off, the others do not."""
         policy = self.policy
         since = max(interest.changed_at, interest.checked_at)
-        if (
-            status
-            and rank(status) == _QUEUED_RANK
-            and (self.feed_healthy or not policy.backoff_needs_feed)
-        ):
+        if queued and (self.feed_healthy or not policy.backoff_needs_feed):
             age = since - interest.changed_at
             return since + min(policy.max_interval, max(policy.interval, age * (policy.growth - 1)))
         return since + policy.interval
@@ -410,7 +411,7 @@ class ReconcileSchedule:
             status = self._hub.live_status(interest)
             if status is None:
                 continue
-            deadline = self._deadline(interest, status)
+            deadline = self._deadline(interest, rank(status) == _QUEUED_RANK)
             if deadline > now:
                 self._push_timer(interest, deadline)  # news since: the clock moved
                 continue
