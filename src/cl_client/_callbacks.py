@@ -137,6 +137,8 @@ class CallbackSubscription(MailboxSink[JobUpdate]):
     # -- calling back -----------------------------------------------------------------------
     def _next(self) -> JobUpdate | None:
         """The next pending update, or None when there is nothing (more) to call back."""
+        if not self.ready and not self.closed:
+            return None  # (the usual end of a round: asked, not raised)
         try:
             return self.take()
         except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
