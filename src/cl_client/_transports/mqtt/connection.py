@@ -99,7 +99,7 @@ def connect_mqtt(
         raise ParameterError(f"connect_timeout must be > 0, got {connect_timeout}")
     if backend not in ("auto", "aiomqtt", "paho"):
         raise ParameterError(f"unknown MQTT backend {backend!r}: use 'auto', 'aiomqtt' or 'paho'")
-    library = _current_async_library()
+    library = current_async_library()
     if backend == "auto":
         backend = "aiomqtt" if library == "asyncio" else "paho"
     if backend == "aiomqtt":
@@ -206,7 +206,7 @@ async def _tls_handshake(sock: socket.socket, host: str) -> ssl.SSLSocket:
         raise
 
 
-def _current_async_library() -> str:
+def current_async_library() -> str:
     """The running event loop: asyncio, trio or none.
 
     sniffio comes with trio (anyio does not require it); without it only asyncio can run.
