@@ -65,7 +65,8 @@ class CallbackRunner:
                 continue
             for _ in range(min(len(ready), _ROUND)):
                 ready.popleft().run_inline()
-            await anyio.lowlevel.checkpoint()
+            if ready:  # more to call back: the other tasks run first (else waiting yields)
+                await anyio.lowlevel.checkpoint()
 
 
 class CallbackSubscription(MailboxSink[JobUpdate]):
