@@ -6,7 +6,11 @@ other, against one mosquitto:
 * ``watch``: a ComputeClient and one ``client.watch()`` per job, each iterated by its own task;
 * ``callbacks``: a ComputeClient and one ``client.subscribe_job_updates(on_progress=)`` per job;
 * ``aiomqtt plain`` (asyncio): a bare aiomqtt loop, ``json.loads`` and a dict lookup per message;
-* ``paho plain`` (trio's row): a bare paho-mqtt consumer thread doing the same.
+* ``paho plain`` (trio's row): a bare paho-mqtt consumer thread doing the same;
+* ``transport``: the client's own MQTT connection, as its feed reads it, doing the plain work and
+  handing every message to one other task. No hub, no lifecycle rules, no watches: the floor
+  under ``watch`` on that backend (a watch is iterated by a task of its own, so one task switch
+  per message is part of any watch). The gap between ``transport`` and ``watch`` is the client's.
 
 The two client consumers run on asyncio (aiomqtt transport) and on trio (paho-mqtt driven by
 anyio). By default reconciliation is not binding: every job is primed over MQTT (``queued``),
@@ -74,6 +78,9 @@ sys.path.insert(0, str(ROOT))
 from tests.mosquitto import Mosquitto, free_port  # noqa: E402
 
 from cl_client import ClClientError, ComputeClient, JobUpdate, JobWatch  # noqa: E402
+from cl_client._core.mailbox import Wakeup  # noqa: E402
+from cl_client._core.settings import MqttEndpoint  # noqa: E402
+from cl_client._transports.mqtt.connection import MqttMessage, connect_mqtt  # noqa: E402
 
 TOPIC = "inference/events"
 # Stock mosquitto drops QoS 1 messages for a client beyond 1000 queued; the benchmark measures the
@@ -398,9 +405,32 @@ class PlainState:
         if isinstance(job_id, str) and job_id in self.jobs:
             self.jobs[job_id] += 1
             stamp = data.get("timestamp")
-            self.phase.see(
-                stamp if isinstance(stamp, int) else None, data.get("event_type") == "completed"
-            )
+            terminal = data.get("event_type") == "completed"
+            self.see(stamp if isinstance(stamp, int) else None, terminal)
+
+    def see(self, timestamp: int | None, terminal: bool) -> None:
+        self.phase.see(timestamp, terminal)
+
+
+class HandedOverState(PlainState):
+    """The plain consumers' work, each message then handed to another task (the ``transport``
+    row): what one task switch per message costs on top of the transport."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(ids)
+        self.pending: list[tuple[int | None, bool]] = []
+        self.wakeup = Wakeup()
+
+    def see(self, timestamp: int | None, terminal: bool) -> None:
+        self.pending.append((timestamp, terminal))
+        self.wakeup.wake()
+
+    async def consume(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            pending, self.pending = self.pending, []
+            for timestamp, terminal in pending:
+                self.phase.see(timestamp, terminal)
 
 
 async def run_aiomqtt(url: str, jobs: int, events: int) -> Result:
@@ -422,6 +452,43 @@ async def run_aiomqtt(url: str, jobs: int, events: int) -> Result:
                 state.handle(message.payload)
 
         tg.start_soon(consume)
+        await anyio.sleep(0.1)
+        result.heap_objects = len(gc.get_objects())
+        neighbours.second()
+        await wait_processes(
+            publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
+        )
+        await poll_until(lambda: state.phase.received >= PACED_EVENTS, 10)
+        result.latencies_us, result.paced_received = state.phase.latencies_us, state.phase.received
+        result.neighbours_us = neighbours.latencies_us()
+        plans, result.events = burst_plans(jobs, events)
+        state.phase = Phase()
+        wait_blocking(publish(url, prefix, jobs, *plans))
+        start, cpu = time.perf_counter(), time.process_time()
+        await poll_until(lambda: state.phase.received >= result.events, 120, 0.002)
+        result.cpu = time.process_time() - cpu
+        result.seconds = state.phase.last - start
+        result.delivered = state.phase.received
+        tg.cancel_scope.cancel()
+    return result
+
+
+async def run_transport(url: str, jobs: int, events: int, backend: str) -> Result:
+    """The client's MQTT connection (``deliver``, as the client's feed uses it) and the plain
+    consumers' work, handed to one consumer task per message: the floor under a watch."""
+    result = Result(backend, "transport", jobs)
+    prefix = f"bench-transport-{time.time_ns()}"
+    state = HandedOverState([f"{prefix}-{i}" for i in range(jobs)])
+    endpoint = MqttEndpoint("127.0.0.1", urlsplit(url).port or 1883)
+    neighbours = PlainNeighbours(url, prefix, jobs, backend)
+    async with connect_mqtt(endpoint) as conn, anyio.create_task_group() as tg:
+        await conn.subscribe(TOPIC, qos=1)
+
+        def handle(message: MqttMessage) -> None:
+            state.handle(message.payload)
+
+        tg.start_soon(conn.deliver, handle)
+        tg.start_soon(state.consume)
         await anyio.sleep(0.1)
         result.heap_objects = len(gc.get_objects())
         neighbours.second()
@@ -504,6 +571,8 @@ def measure(
         return anyio.run(run_aiomqtt, url, jobs, events, backend="asyncio")
     if consumer == "paho plain":
         return run_paho(url, jobs, events)
+    if consumer == "transport":
+        return anyio.run(run_transport, url, jobs, events, backend, backend=backend)
     return anyio.run(run_client, url, jobs, events, consumer, backend, reconcile, backend=backend)
 
 
@@ -528,9 +597,11 @@ def start_jobs_server() -> tuple[subprocess.Popen[bytes], str]:
 CONSUMERS = [
     ("asyncio", "watch"),
     ("asyncio", "callbacks"),
+    ("asyncio", "transport"),
     ("asyncio", "aiomqtt plain"),
     ("trio", "watch"),
     ("trio", "callbacks"),
+    ("trio", "transport"),
     ("trio", "paho plain"),
 ]
 
