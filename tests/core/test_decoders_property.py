@@ -175,6 +175,24 @@ def test_job_events(data: bytes) -> None:
 
 
 @PROPERTY
+@given(
+    job_id=st.text("abcXYZ0189._:-", min_size=1, max_size=128),
+    event_type=st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=32),
+    timestamp=st.integers(0, 10**18 - 1),
+    progress=st.integers(0, 10**18 - 1),
+)
+def test_job_event_fast_path_agrees_with_validation(
+    job_id: str, event_type: str, timestamp: int, progress: int
+) -> None:
+    # The real server's serialisation takes the fast path; the same fields in another key order
+    # take the validating path. Both must give the same update.
+    fields = {"job_id": job_id, "event_type": event_type, "timestamp": timestamp}
+    real = json.dumps({**fields, "progress": progress}).encode()
+    reordered = json.dumps({"progress": progress, **fields}).encode()
+    assert decode_job_event(real) == decode_job_event(reordered)
+
+
+@PROPERTY
 @given(any_input(REAL_WORKER, ["id", "worker_id", "capabilities", "idle_count", "timestamp"]))
 @example(REAL_WORKER)
 def test_capability_messages(data: bytes) -> None:
