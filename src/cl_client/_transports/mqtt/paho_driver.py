@@ -136,7 +136,7 @@ def _reader_awaits() -> tuple[
 
     The reader awaits them for every message it hands over. anyio looks the running backend up
     on each call; on trio, its own functions (which anyio calls there) skip that lookup: about
-    5 us less per message at 1,000 events/s (benchmarks/fanout.py).
+    5 us less per message at 1,000 events/s, measured in the client (INTERNALS.md, Performance).
     """
     if current_async_library() == "trio":
         import trio
