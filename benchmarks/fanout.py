@@ -433,6 +433,34 @@ class HandedOverState(PlainState):
                 self.phase.see(timestamp, terminal)
 
 
+async def measure_plain_phases(
+    result: Result,
+    state: PlainState,
+    neighbours: PlainNeighbours,
+    url: str,
+    prefix: str,
+    jobs: int,
+    events: int,
+) -> None:
+    """The paced phase beside the second plain neighbour, then the burst, for a consumer whose
+    work is ``state`` (already subscribed and running in the caller's event loop)."""
+    neighbours.second()
+    await wait_processes(
+        publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
+    )
+    await poll_until(lambda: state.phase.received >= PACED_EVENTS, 10)
+    result.latencies_us, result.paced_received = state.phase.latencies_us, state.phase.received
+    result.neighbours_us = neighbours.latencies_us()
+    plans, result.events = burst_plans(jobs, events)
+    state.phase = Phase()
+    wait_blocking(publish(url, prefix, jobs, *plans))
+    start, cpu = time.perf_counter(), time.process_time()
+    await poll_until(lambda: state.phase.received >= result.events, 120, 0.002)
+    result.cpu = time.process_time() - cpu
+    result.seconds = state.phase.last - start
+    result.delivered = state.phase.received
+
+
 async def run_aiomqtt(url: str, jobs: int, events: int) -> Result:
     import aiomqtt
 
@@ -454,21 +482,7 @@ async def run_aiomqtt(url: str, jobs: int, events: int) -> Result:
         tg.start_soon(consume)
         await anyio.sleep(0.1)
         result.heap_objects = len(gc.get_objects())
-        neighbours.second()
-        await wait_processes(
-            publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
-        )
-        await poll_until(lambda: state.phase.received >= PACED_EVENTS, 10)
-        result.latencies_us, result.paced_received = state.phase.latencies_us, state.phase.received
-        result.neighbours_us = neighbours.latencies_us()
-        plans, result.events = burst_plans(jobs, events)
-        state.phase = Phase()
-        wait_blocking(publish(url, prefix, jobs, *plans))
-        start, cpu = time.perf_counter(), time.process_time()
-        await poll_until(lambda: state.phase.received >= result.events, 120, 0.002)
-        result.cpu = time.process_time() - cpu
-        result.seconds = state.phase.last - start
-        result.delivered = state.phase.received
+        await measure_plain_phases(result, state, neighbours, url, prefix, jobs, events)
         tg.cancel_scope.cancel()
     return result
 
@@ -491,21 +505,7 @@ async def run_transport(url: str, jobs: int, events: int, backend: str) -> Resul
         tg.start_soon(state.consume)
         await anyio.sleep(0.1)
         result.heap_objects = len(gc.get_objects())
-        neighbours.second()
-        await wait_processes(
-            publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
-        )
-        await poll_until(lambda: state.phase.received >= PACED_EVENTS, 10)
-        result.latencies_us, result.paced_received = state.phase.latencies_us, state.phase.received
-        result.neighbours_us = neighbours.latencies_us()
-        plans, result.events = burst_plans(jobs, events)
-        state.phase = Phase()
-        wait_blocking(publish(url, prefix, jobs, *plans))
-        start, cpu = time.perf_counter(), time.process_time()
-        await poll_until(lambda: state.phase.received >= result.events, 120, 0.002)
-        result.cpu = time.process_time() - cpu
-        result.seconds = state.phase.last - start
-        result.delivered = state.phase.received
+        await measure_plain_phases(result, state, neighbours, url, prefix, jobs, events)
         tg.cancel_scope.cancel()
     return result
 

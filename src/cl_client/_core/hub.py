@@ -194,11 +194,10 @@ class JobHub:
             self.fail(job_id, error)
 
     def _evict(self) -> None:
-        # Evict the least recently updated jobs nobody watches. Watched ones met on the way are
-        # moved to the back, so the next eviction does not walk past them again.
+        # (Called when the cache is over its size.) Evict the least recently updated jobs nobody
+        # watches. Watched ones met on the way are moved to the back, so the next eviction does
+        # not walk past them again.
         overflow = len(self._latest) - self._cache_size
-        if overflow <= 0:
-            return
         victims: list[str] = []
         kept: list[str] = []
         for job_id in self._latest:
