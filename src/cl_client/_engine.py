@@ -38,7 +38,7 @@ from ._core.payloads import decode_job_event, decode_job_status, decode_worker, 
 from ._core.reconcile import ReconcileSchedule, SchedulePolicy
 from ._core.settings import ClientSettings
 from ._core.workers import WorkerRegistry
-from ._transports.mqtt.connection import MqttMessage, connect_mqtt
+from ._transports.mqtt.connection import MqttMessage, connect_mqtt, loop_clock
 
 __all__ = ["Engine", "EngineCounters", "Reconciler"]
 
@@ -88,6 +88,8 @@ class Engine:
         self._mqtt_backend: Literal["auto", "aiomqtt", "paho"] = mqtt_backend
         self._next_drop_log = 0.0
         self._unlogged_drops = 0
+        self._clock: Callable[[], float] = anyio.current_time
+        """The event loop's clock, resolved by the feed (``on_message`` reads it per message)."""
 
     async def start(self, tg: anyio.abc.TaskGroup, get_job: GetJob) -> None:
         """Start the loops in ``tg``; returns once MQTT is subscribed (when it is enabled).
@@ -120,6 +122,7 @@ class Engine:
         settings = self.settings
         backoff = Backoff(settings.reconnect_initial_delay, settings.reconnect_max_delay)
         started = False
+        self._clock = loop_clock()
         client_prefix = f"cl-client-{uuid.uuid4().hex[:12]}"
         try:
             while True:
@@ -163,15 +166,15 @@ class Engine:
         topic = message.topic
         try:
             if topic == settings.job_events_topic:
-                self.hub.publish(decode_job_event(message.payload), anyio.current_time())
+                self.hub.publish(decode_job_event(message.payload), self._clock())
             elif (worker_id := topic_tail(topic, settings.worker_topic_prefix)) is not None:
                 info = decode_worker(worker_id, message.payload)
                 self.schedule.worker_update(
-                    worker_id, info, retained=message.retain, now=anyio.current_time()
+                    worker_id, info, retained=message.retain, now=self._clock()
                 )
                 self.registry.apply(worker_id, info, retained=message.retain, now_ms=now_ms())
             elif settings.job_status_topic and self._is_status_topic(topic):
-                self.hub.publish(decode_job_status(message.payload), anyio.current_time())
+                self.hub.publish(decode_job_status(message.payload), self._clock())
         except ProtocolError as exc:
             self._dropped_message(topic, message.payload, exc)
         except Exception:  # a bug, not bad input: the feed must go on for everyone else
