@@ -24,11 +24,15 @@ first) and the ``GET/s`` column shows what it asked of the server. For each cons
    broker-to-consumer latency (p50, p99, max) of what the consumer saw. The timestamps are taken
    on one machine with ``time.time_ns`` in both processes; the latency includes the broker.
    Two plain consumers of the backend (``_plain.py``: a paho thread for trio, an aiomqtt loop
-   for asyncio), each in a process of its own, see the same stream beside every consumer: one
-   subscribed before the consumer, one after. The broker sends a message to its subscribers one
-   after the other, and on two cores the later ones wait for a core (about 0.1 ms here), so the
-   consumer, in the middle, is compared with the mean of the two: ``x plain`` for latency is like
-   for like, in one run. The plain rows' own ``x plain`` is the control (about 1.00);
+   for asyncio), each in a process of its own, see the same stream beside every consumer. The
+   broker sends a message to its subscribers one after the other, in the order they subscribed,
+   and on two cores the later ones wait for a core (the last about 0.1 ms after the first here),
+   so the position matters. One run puts the consumer in the middle (one plain consumer
+   subscribed before it, one after); repeated runs rotate it to last and first, so three runs
+   give the consumer and the plain consumers every position equally often. ``x plain`` for
+   latency is the p50 of everything the consumer saw over the p50 of everything its plain
+   neighbours saw, in the same runs: like for like. ``1st/mid/last`` is that ratio per run,
+   by the consumer's position. The plain rows' own ``x plain`` is the control (about 1.00);
 2. **burst** (throughput): the consumer's event loop (or thread) is held while the publishers
    send the whole burst (about ``--events`` messages: progress events, then ``completed`` for every
    job), so the broker queues it; then the consumer drains it as fast as it can. events/s is the
@@ -46,10 +50,10 @@ subscription (registered, its primed state consumed, no task waiting on it).
 Run: ``uv run python benchmarks/fanout.py [--sizes 1,1000,10000] [--no-gc] [--repeat 3]
 [--median] [--reconcile]``
 (needs mosquitto). ``--no-gc`` switches the cyclic collector off while measuring, which separates
-collection pauses from the client's own latency. With ``--repeat`` the best of the runs is shown
-(the least disturbed one on a shared machine), or with ``--median`` the median run: the one with
-the median events/s for the throughput columns, the one with the median latency ratio to its
-plain neighbour for the latency columns.
+collection pauses from the client's own latency. With ``--repeat`` (3 or a multiple, for the
+rotation) the throughput columns show the best run (the least disturbed one on a shared
+machine), or with ``--median`` the run with the median events/s; the latency columns pool all
+runs.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
@@ -88,6 +92,7 @@ TOPIC = "inference/events"
 BROKER_CONFIG = "max_queued_messages 0\nmax_inflight_messages 0"
 PACED_RATE = 1000.0
 PACED_EVENTS = 2000
+NEIGHBOURS = 2  # plain consumers beside each consumer in the paced phase
 PACED_PROGRESS = 1  # progress of the paced events: 1, 2, ... per round over the jobs
 BURST_PROGRESS = 100_000  # burst progress events start above any paced one
 
@@ -156,18 +161,23 @@ def paced_plans(jobs: int) -> list[str]:
 
 
 class PlainNeighbours:
-    """Plain consumer processes (``_plain.py``) that see the paced stream beside a consumer:
-    the first subscribes when this is made (before the consumer), the second in ``second()``."""
+    """Two plain consumer processes (``_plain.py``) that see the paced stream beside a consumer.
 
-    def __init__(self, url: str, prefix: str, jobs: int, backend: str) -> None:
+    The broker sends each message to its subscribers in the order they subscribed, so the order
+    matters: ``before`` of them subscribe when this is made (before the consumer), the others in
+    ``after()``. Repeated runs rotate ``before`` through 1, 2, 0 (see ``positions``)."""
+
+    def __init__(self, url: str, prefix: str, jobs: int, backend: str, before: int) -> None:
         kind = "paho" if backend == "trio" else "aiomqtt"
         script = str(ROOT / "benchmarks" / "_plain.py")
         self.command = [sys.executable, script, url, TOPIC, prefix, str(jobs), str(PACED_EVENTS)]
         self.command.append(kind)
         self.processes: list[subprocess.Popen[str]] = []
-        self.second()
+        self.before = before
+        for _ in range(before):
+            self.start()
 
-    def second(self) -> None:
+    def start(self) -> None:
         process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
         self.processes.append(process)
         assert process.stdout is not None
@@ -175,9 +185,21 @@ class PlainNeighbours:
         if line.strip() != "ready":  # subscribed (blocks, briefly)
             raise RuntimeError("a plain consumer did not start")
 
+    def after(self) -> None:
+        """Start the neighbours that subscribe after the consumer."""
+        for _ in range(NEIGHBOURS - self.before):
+            self.start()
+
     def latencies_us(self) -> list[list[int]]:
         outs = [process.communicate(timeout=60)[0] for process in self.processes]
         return [cast(list[int], json.loads(out)) for out in outs]
+
+
+def positions(repeat: int) -> list[int]:
+    """How many plain neighbours subscribe before the consumer in each of ``repeat`` runs: the
+    middle first (one run alone is compared from there), then last and first in turn, so three
+    runs put the consumer and the plain consumers in every position equally often."""
+    return [(1 + run) % (NEIGHBOURS + 1) for run in range(repeat)]
 
 
 # ------------------------------------------------------------------------------ results
@@ -213,7 +235,11 @@ class Result:
     latencies_us: list[int] = field(default_factory=list)
     paced_received: int = 0
     neighbours_us: list[list[int]] = field(default_factory=list)
-    """The plain neighbours' latencies (subscribed before and after), same paced stream."""
+    """The plain neighbours' latencies, same paced stream (one list per neighbour and run)."""
+    before: int = 1
+    """Plain neighbours subscribed before the consumer (its position among the subscribers)."""
+    by_position: dict[int, float] = field(default_factory=dict)
+    """With repeated runs: ``before`` -> that run's ``p50_ratio``."""
     objects_per_update: float = float("nan")
     bytes_per_update: float = float("nan")
     objects_per_sub: float = float("nan")
@@ -238,29 +264,29 @@ class Result:
         return lat[min(len(lat) - 1, int(len(lat) * q))] / 1000
 
     @property
-    def neighbour_p50s(self) -> list[float]:
-        return [self.percentile(0.5, latencies) for latencies in self.neighbours_us]
+    def neighbour_p50(self) -> float:
+        """p50 of every latency the plain neighbours saw."""
+        return self.percentile(0.5, [lat for each in self.neighbours_us for lat in each])
 
     @property
     def p50_ratio(self) -> float:
-        """p50 over the plain neighbours' mean p50 (same stream, same run)."""
-        p50s = self.neighbour_p50s
-        return self.percentile(0.5) / (sum(p50s) / len(p50s)) if p50s else float("nan")
+        """p50 over the plain neighbours' p50 (same stream, same runs)."""
+        return self.percentile(0.5) / self.neighbour_p50 if self.neighbours_us else float("nan")
 
 
 def summarise(results: list[Result], median: bool) -> Result:
-    """One row for repeated runs: the best (highest throughput, lowest p50) or the median ones."""
-    if median:
-        by_rate = sorted(results, key=lambda r: r.rate if r.rate == r.rate else -1.0)
-        by_ratio = sorted(results, key=lambda r: r.p50_ratio if r.latencies_us else 1e9)
-        chosen, calm = by_rate[len(results) // 2], by_ratio[len(results) // 2]
-    else:
-        chosen = max(results, key=lambda r: r.rate if r.rate == r.rate else -1.0)
-        calm = min(results, key=lambda r: r.percentile(0.5) if r.latencies_us else 1e9)
-    chosen.latencies_us = calm.latencies_us
-    chosen.paced_received = calm.paced_received
-    chosen.neighbours_us = calm.neighbours_us
-    return chosen
+    """One row for repeated runs: throughput from the best run (highest events/s) or the median
+    one; latency pooled over all of them (the consumer's latencies against its neighbours'),
+    since each run puts the consumer in another position among the broker's subscribers."""
+    by_rate = sorted(results, key=lambda r: r.rate if r.rate == r.rate else -1.0)
+    chosen = by_rate[len(results) // 2] if median else by_rate[-1]
+    return replace(
+        chosen,
+        latencies_us=[latency for r in results for latency in r.latencies_us],
+        neighbours_us=[each for r in results for each in r.neighbours_us],
+        paced_received=min(r.paced_received for r in results),
+        by_position={r.before: r.p50_ratio for r in results} if len(results) > 1 else {},
+    )
 
 
 # ------------------------------------------------------------------------------ cl-client
@@ -301,7 +327,13 @@ class Reconcile:
 
 
 async def run_client(
-    url: str, jobs: int, events: int, consumer: str, backend: str, reconcile: Reconcile
+    url: str,
+    jobs: int,
+    events: int,
+    consumer: str,
+    backend: str,
+    reconcile: Reconcile,
+    before: int,
 ) -> Result:
     result = Result(backend, consumer, jobs)
     prefix = f"bench-{backend}-{consumer}-{time.time_ns()}"
@@ -309,7 +341,7 @@ async def run_client(
     phase = Phase()
     compute_url = reconcile.compute_url
     reads_before = job_reads(compute_url) if compute_url else 0
-    neighbours = PlainNeighbours(url, prefix, jobs, backend)
+    neighbours = PlainNeighbours(url, prefix, jobs, backend, before)
     started = time.perf_counter()
     if compute_url:  # knows every job as queued; default reconcile settings
         client = ComputeClient(
@@ -361,7 +393,7 @@ async def run_client(
             result.heap_objects = len(gc.get_objects())
 
             # paced: latency below saturation, beside a plain consumer of the same stream
-            neighbours.second()
+            neighbours.after()
             await wait_processes(
                 publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
             )
@@ -444,7 +476,7 @@ async def measure_plain_phases(
 ) -> None:
     """The paced phase beside the second plain neighbour, then the burst, for a consumer whose
     work is ``state`` (already subscribed and running in the caller's event loop)."""
-    neighbours.second()
+    neighbours.after()
     await wait_processes(
         publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
     )
@@ -461,14 +493,14 @@ async def measure_plain_phases(
     result.delivered = state.phase.received
 
 
-async def run_aiomqtt(url: str, jobs: int, events: int) -> Result:
+async def run_aiomqtt(url: str, jobs: int, events: int, before: int) -> Result:
     import aiomqtt
 
     result = Result("asyncio", "aiomqtt plain", jobs)
     prefix = f"bench-aiomqtt-{time.time_ns()}"
     state = PlainState([f"{prefix}-{i}" for i in range(jobs)])
     port = urlsplit(url).port or 1883
-    neighbours = PlainNeighbours(url, prefix, jobs, "asyncio")
+    neighbours = PlainNeighbours(url, prefix, jobs, "asyncio", before)
     async with (
         aiomqtt.Client("127.0.0.1", port, max_queued_incoming_messages=0) as client,
         anyio.create_task_group() as tg,
@@ -487,14 +519,14 @@ async def run_aiomqtt(url: str, jobs: int, events: int) -> Result:
     return result
 
 
-async def run_transport(url: str, jobs: int, events: int, backend: str) -> Result:
+async def run_transport(url: str, jobs: int, events: int, backend: str, before: int) -> Result:
     """The client's MQTT connection (``deliver``, as the client's feed uses it) and the plain
     consumers' work, handed to one consumer task per message: the floor under a watch."""
     result = Result(backend, "transport", jobs)
     prefix = f"bench-transport-{time.time_ns()}"
     state = HandedOverState([f"{prefix}-{i}" for i in range(jobs)])
     endpoint = MqttEndpoint("127.0.0.1", urlsplit(url).port or 1883)
-    neighbours = PlainNeighbours(url, prefix, jobs, backend)
+    neighbours = PlainNeighbours(url, prefix, jobs, backend, before)
     async with connect_mqtt(endpoint) as conn, anyio.create_task_group() as tg:
         await conn.subscribe(TOPIC, qos=1)
 
@@ -510,7 +542,7 @@ async def run_transport(url: str, jobs: int, events: int, backend: str) -> Resul
     return result
 
 
-def run_paho(url: str, jobs: int, events: int) -> Result:
+def run_paho(url: str, jobs: int, events: int, before: int) -> Result:
     from paho.mqtt.client import Client, MQTTMessage
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -526,7 +558,7 @@ def run_paho(url: str, jobs: int, events: int) -> Result:
     client.on_message = on_message
     client.on_subscribe = lambda *args: subscribed.set()  # pyright: ignore[reportUnknownLambdaType]
     parts = urlsplit(url)
-    neighbours = PlainNeighbours(url, prefix, jobs, "trio")
+    neighbours = PlainNeighbours(url, prefix, jobs, "trio", before)
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
     client.loop_start()
     client.subscribe(TOPIC, qos=1)
@@ -539,7 +571,7 @@ def run_paho(url: str, jobs: int, events: int) -> Result:
         while not done() and time.monotonic() < deadline:
             time.sleep(0.002)
 
-    neighbours.second()
+    neighbours.after()
     wait_blocking(
         publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
     )
@@ -565,15 +597,26 @@ def run_paho(url: str, jobs: int, events: int) -> Result:
 
 
 def measure(
-    url: str, jobs: int, events: int, backend: str, consumer: str, reconcile: Reconcile
+    url: str,
+    jobs: int,
+    events: int,
+    backend: str,
+    consumer: str,
+    reconcile: Reconcile,
+    before: int,
 ) -> Result:
     if consumer == "aiomqtt plain":
-        return anyio.run(run_aiomqtt, url, jobs, events, backend="asyncio")
-    if consumer == "paho plain":
-        return run_paho(url, jobs, events)
-    if consumer == "transport":
-        return anyio.run(run_transport, url, jobs, events, backend, backend=backend)
-    return anyio.run(run_client, url, jobs, events, consumer, backend, reconcile, backend=backend)
+        result = anyio.run(run_aiomqtt, url, jobs, events, before, backend="asyncio")
+    elif consumer == "paho plain":
+        result = run_paho(url, jobs, events, before)
+    elif consumer == "transport":
+        result = anyio.run(run_transport, url, jobs, events, backend, before, backend=backend)
+    else:
+        result = anyio.run(
+            run_client, url, jobs, events, consumer, backend, reconcile, before, backend=backend
+        )
+    result.before = before
+    return result
 
 
 def start_jobs_server() -> tuple[subprocess.Popen[bytes], str]:
@@ -614,18 +657,22 @@ def print_table(results: list[Result], gc_note: str) -> None:
     )
     print(
         f"{'backend':<8} {'consumer':<14} {'events/s':>9} {'x plain':>7} {'CPU us/ev':>9} "
-        f"{'x plain':>7} "
-        f"{'p50 ms':>7} {'plain 1st/2nd':>13} {'x plain':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'x plain':>7} {'p50 ms':>7} {'plain':>6} {'x plain':>7} {'1st/mid/last':>14} "
+        f"{'p99 ms':>7} {'max ms':>7} "
         f"{'seen':>11} "
         f"{'obj/upd':>7} {'B/upd':>6} {'obj/sub':>7} {'B/sub':>6} {'heap obj':>9} {'GET/s':>6}"
     )
     for r in results:
         base = plain[r.backend]
-        neighbours = "/".join(f"{p50:.2f}" for p50 in r.neighbour_p50s)
+        by_position = "/".join(
+            f"{r.by_position[before]:.2f}" if before in r.by_position else "-"
+            for before in range(NEIGHBOURS + 1)
+        )
         print(
             f"{r.backend:<8} {r.consumer:<14} {r.rate:>9,.0f} {r.rate / base.rate:>7.2f} "
             f"{r.cpu_us:>9.1f} {r.cpu_us / base.cpu_us:>7.2f} {r.percentile(0.5):>7.2f} "
-            f"{neighbours:>13} {r.p50_ratio:>7.2f} {r.percentile(0.99):>7.2f} "
+            f"{r.neighbour_p50:>6.2f} {r.p50_ratio:>7.2f} {by_position:>14} "
+            f"{r.percentile(0.99):>7.2f} "
             f"{r.percentile(1.0):>7.2f} {r.paced_received:>5}/{PACED_EVENTS:<5} "
             f"{r.objects_per_update:>7.2f} {r.bytes_per_update:>6.0f} "
             f"{r.objects_per_sub:>7.2f} {r.bytes_per_sub:>6.0f} {r.heap_objects:>9,} "
@@ -637,7 +684,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Fan-out benchmark over mosquitto.")
     parser.add_argument("--sizes", default="1,1000,10000", help="watched jobs (comma-separated)")
     parser.add_argument("--events", type=int, default=40_000, help="burst size (about)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per row; the best is shown")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row (3: every position)")
     parser.add_argument(
         "--median", action="store_true", help="with --repeat: show the median run, not the best"
     )
@@ -682,8 +729,8 @@ def main() -> None:
                 ):
                     continue
                 runs = [
-                    measure(broker.url, jobs, events, backend, consumer, reconcile)
-                    for _ in range(repeat)
+                    measure(broker.url, jobs, events, backend, consumer, reconcile, before)
+                    for before in positions(repeat)
                 ]
                 results.append(summarise(runs, median))
             print_table(results, gc_note)
