@@ -162,7 +162,9 @@ class CallbackSubscription(MailboxSink[JobUpdate]):
                     result = self.on_progress(update)
                 except Exception:
                     self._log_progress_error()
-            if inspect.isawaitable(result) or (update.is_terminal and self.on_complete is not None):
+            if (result is not None and inspect.isawaitable(result)) or (
+                self.on_complete is not None and update.is_terminal
+            ):
                 # the rest waits for something: it goes on in a task of its own
                 self._spawn(partial(self._drain, update, result))
                 return
