@@ -56,13 +56,16 @@ def run_paho(host: str, port: int, topic: str, consumer: Consumer) -> None:
     client.on_message = on_message
     client.on_subscribe = lambda *args: subscribed.set()  # pyright: ignore[reportUnknownLambdaType]
     client.connect(host, port)
-    client.loop_start()
+    # paho's own loop_start()/loop_stop() race when the connection ends first (its thread
+    # clears itself between loop_stop's check and its join): a thread of our own instead.
+    thread = threading.Thread(target=client.loop_forever, daemon=True)
+    thread.start()
     client.subscribe(topic, qos=1)
     subscribed.wait(10)
     ready()
     consumer.done.wait(30)
-    client.disconnect()
-    client.loop_stop()
+    client.disconnect()  # loop_forever returns
+    thread.join(10)
 
 
 async def run_aiomqtt(host: str, port: int, topic: str, consumer: Consumer) -> None:

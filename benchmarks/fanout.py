@@ -31,8 +31,8 @@ first) and the ``GET/s`` column shows what it asked of the server. For each cons
    subscribed before it, one after); repeated runs rotate it to last and first, so three runs
    give the consumer and the plain consumers every position equally often. ``x plain`` for
    latency is the p50 of everything the consumer saw over the p50 of everything its plain
-   neighbours saw, in the same runs: like for like. ``1st/mid/last`` is that ratio per run,
-   by the consumer's position. The plain rows' own ``x plain`` is the control (about 1.00);
+   neighbours saw, in the same runs: like for like. ``1st/mid/last`` is that ratio by the
+   consumer's position. The plain rows' own ``x plain`` is the control (about 1.00);
 2. **burst** (throughput): the consumer's event loop (or thread) is held while the publishers
    send the whole burst (about ``--events`` messages: progress events, then ``completed`` for every
    job), so the broker queues it; then the consumer drains it as fast as it can. events/s is the
@@ -239,7 +239,7 @@ class Result:
     before: int = 1
     """Plain neighbours subscribed before the consumer (its position among the subscribers)."""
     by_position: dict[int, float] = field(default_factory=dict)
-    """With repeated runs: ``before`` -> that run's ``p50_ratio``."""
+    """``before`` -> ``p50_ratio`` of the runs in that position."""
     objects_per_update: float = float("nan")
     bytes_per_update: float = float("nan")
     objects_per_sub: float = float("nan")
@@ -274,18 +274,34 @@ class Result:
         return self.percentile(0.5) / self.neighbour_p50 if self.neighbours_us else float("nan")
 
 
-def summarise(results: list[Result], median: bool) -> Result:
-    """One row for repeated runs: throughput from the best run (highest events/s) or the median
-    one; latency pooled over all of them (the consumer's latencies against its neighbours'),
-    since each run puts the consumer in another position among the broker's subscribers."""
-    by_rate = sorted(results, key=lambda r: r.rate if r.rate == r.rate else -1.0)
-    chosen = by_rate[len(results) // 2] if median else by_rate[-1]
+def pool(results: list[Result]) -> Result:
+    """The first of ``results`` with the paced phase of all of them: every latency the consumer
+    saw against every latency its neighbours saw, in the same runs."""
     return replace(
-        chosen,
+        results[0],
         latencies_us=[latency for r in results for latency in r.latencies_us],
         neighbours_us=[each for r in results for each in r.neighbours_us],
         paced_received=min(r.paced_received for r in results),
-        by_position={r.before: r.p50_ratio for r in results} if len(results) > 1 else {},
+    )
+
+
+def summarise(results: list[Result], median: bool) -> Result:
+    """One row for repeated runs: throughput from the best run (highest events/s) or the median
+    one; latency pooled over all of them (each run puts the consumer in another position among
+    the broker's subscribers), and pooled per position."""
+    by_rate = sorted(results, key=lambda r: r.rate if r.rate == r.rate else -1.0)
+    chosen = by_rate[len(results) // 2] if median else by_rate[-1]
+    pooled = pool(results)
+    by_position = {
+        before: pool([r for r in results if r.before == before]).p50_ratio
+        for before in {r.before for r in results}
+    }
+    return replace(
+        chosen,
+        latencies_us=pooled.latencies_us,
+        neighbours_us=pooled.neighbours_us,
+        paced_received=pooled.paced_received,
+        by_position=by_position,
     )
 
 
@@ -588,8 +604,8 @@ def run_paho(url: str, jobs: int, events: int, before: int) -> Result:
     result.cpu = time.process_time() - cpu
     result.seconds = state.phase.last - start
     result.delivered = state.phase.received
+    client.loop_stop()  # (before disconnect(): after it, paho's thread may end mid-loop_stop)
     client.disconnect()
-    client.loop_stop()
     return result
 
 
