@@ -408,7 +408,7 @@ async def run_client(
             await anyio.sleep(max(0.1, reconcile.settle))  # (the reconciler's steady state)
             result.heap_objects = len(gc.get_objects())
 
-            # paced: latency below saturation, beside a plain consumer of the same stream
+            # paced: latency below saturation, beside plain consumers of the same stream
             neighbours.after()
             await wait_processes(
                 publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
@@ -490,8 +490,9 @@ async def measure_plain_phases(
     jobs: int,
     events: int,
 ) -> None:
-    """The paced phase beside the second plain neighbour, then the burst, for a consumer whose
-    work is ``state`` (already subscribed and running in the caller's event loop)."""
+    """The paced phase beside the plain neighbours (those that subscribe after the consumer
+    start here), then the burst, for a consumer whose work is ``state`` (already subscribed and
+    running in the caller's event loop)."""
     neighbours.after()
     await wait_processes(
         publish(url, prefix, jobs, *paced_plans(jobs), rate=PACED_RATE, limit=PACED_EVENTS)
