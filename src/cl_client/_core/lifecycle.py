@@ -12,13 +12,24 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .models import JobUpdate
 
-__all__ = ["accepts", "canonical_status", "is_failure", "is_terminal", "rank"]
+__all__ = [
+    "QUEUED_RANK",
+    "TERMINAL_RANK",
+    "accepts",
+    "canonical_status",
+    "is_failure",
+    "is_queued",
+    "is_terminal",
+    "rank",
+]
 
 # (Plain strings rather than JobStatus: models imports this module, not the other way round.)
 _CANONICAL = {"in_progress": "processing", "failed": "error"}
-_RANK = {"queued": 0, "processing": 1, "completed": 2, "error": 2}
+QUEUED_RANK = 0
+TERMINAL_RANK = 2
+_RANK = {"queued": QUEUED_RANK, "processing": 1, "completed": TERMINAL_RANK, "error": TERMINAL_RANK}
 _UNKNOWN_RANK = 1
-_EXACT_RANK = {**_RANK, "in_progress": 1, "failed": 2}
+_EXACT_RANK = {**_RANK, "in_progress": 1, "failed": TERMINAL_RANK}
 """The statuses as servers spell them: one dict lookup on the hot path."""
 
 
@@ -36,9 +47,14 @@ def rank(status: str) -> int:
     return _RANK.get(canonical_status(status), _UNKNOWN_RANK)
 
 
+def is_queued(status: str) -> bool:
+    """True for ``queued``."""
+    return rank(status) == QUEUED_RANK
+
+
 def is_terminal(status: str) -> bool:
     """True for ``completed`` and ``error`` (and ``failed``)."""
-    return rank(status) == 2
+    return rank(status) == TERMINAL_RANK
 
 
 def is_failure(status: str) -> bool:
@@ -56,7 +72,7 @@ def accepts(previous: JobUpdate | None, new: JobUpdate) -> bool:
     if previous is None:
         return True
     old_rank = rank(previous.status)
-    if old_rank == 2:
+    if old_rank == TERMINAL_RANK:
         return False
     new_rank = rank(new.status)
     if new_rank != old_rank:

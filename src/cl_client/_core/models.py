@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue
 
-from .lifecycle import is_failure, is_terminal, rank
+from .lifecycle import TERMINAL_RANK, is_failure, is_terminal, rank
 
 __all__ = [
     "CapabilitiesResponse",
@@ -115,7 +115,8 @@ class JobUpdate:
 
     @property
     def is_terminal(self) -> bool:
-        return rank(self.status) == 2  # (one call fewer than is_terminal(): every update asks)
+        # (one call fewer than is_terminal(): every update asks)
+        return rank(self.status) == TERMINAL_RANK
 
     @property
     def is_failed(self) -> bool:

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .hub import JobHub, JobInterest
-from .lifecycle import rank
+from .lifecycle import QUEUED_RANK, TERMINAL_RANK, is_queued, rank
 from .models import JobResponse, JobUpdate, WorkerInfo
 from .settings import ClientSettings
 
@@ -74,8 +74,6 @@ RECONNECT = 3
 QUEUED = 4
 """A queued job's periodic check."""
 _NOT_READY = -1
-_QUEUED_RANK = 0
-_TERMINAL_RANK = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +200,7 @@ class ReconcileSchedule:
         if latest is None:
             self._make_ready(interest, NEW, now)
         elif not latest.is_terminal:
-            queued = rank(latest.status) == _QUEUED_RANK
+            queued = is_queued(latest.status)
             self._note_queued(interest, queued)
             if not queued and self._idle_worker_for(interest.task_type):
                 # Processing, yet a worker that could be running it is idle: it may have just
@@ -215,10 +213,10 @@ class ReconcileSchedule:
         if update.job is not None and update.job.task_type:
             interest.task_type = update.job.task_type
         status_rank = rank(update.status)  # (once: this runs for every accepted update)
-        if status_rank == _TERMINAL_RANK:
+        if status_rank == TERMINAL_RANK:
             self._processing.discard(interest)
             return
-        queued = status_rank == _QUEUED_RANK
+        queued = status_rank == QUEUED_RANK
         self._note_queued(interest, queued)
         if interest.busy:
             return  # the check in flight reschedules it from the new clock
@@ -260,7 +258,7 @@ class ReconcileSchedule:
                 continue
             if not status:
                 cls = NEW
-            elif rank(status) == _QUEUED_RANK:
+            elif is_queued(status):
                 cls = RECONNECT
             else:
                 cls = HINT
@@ -276,7 +274,7 @@ class ReconcileSchedule:
                 continue
             status = self._hub.live_status(interest)
             if status is not None:
-                deadline = self._deadline(interest, rank(status) == _QUEUED_RANK)
+                deadline = self._deadline(interest, is_queued(status))
                 if deadline < interest.due:
                     self._push_timer(interest, deadline)
 
@@ -368,7 +366,7 @@ class ReconcileSchedule:
                 interest.again = False
                 self._make_ready(interest, HINT, now)
             else:
-                self._push_timer(interest, self._deadline(interest, rank(status) == _QUEUED_RANK))
+                self._push_timer(interest, self._deadline(interest, is_queued(status)))
         if self.on_sooner is not None:
             self.on_sooner(now)  # a slot is free
 
@@ -411,13 +409,14 @@ class ReconcileSchedule:
             status = self._hub.live_status(interest)
             if status is None:
                 continue
-            deadline = self._deadline(interest, rank(status) == _QUEUED_RANK)
+            queued = is_queued(status)
+            deadline = self._deadline(interest, queued)
             if deadline > now:
                 self._push_timer(interest, deadline)  # news since: the clock moved
                 continue
             if not status:
                 cls = NEW
-            elif rank(status) == _QUEUED_RANK:
+            elif queued:
                 cls = QUEUED
             else:
                 cls = PROCESSING
